@@ -1,0 +1,83 @@
+"""The ``bertkit`` command group and its error handling.
+
+Commands are thin: they check which options go together, call the library and format
+output. Data goes to stdout, progress and warnings to stderr. Any
+:class:`~bertkit.errors.BertkitError` becomes one ``Error: ...`` line and exit code 1
+(``BERTKIT_DEBUG=1`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .. import __version__
+
+
+def _debug() -> bool:
+    return os.environ.get("BERTKIT_DEBUG", "") not in ("", "0")
+
+
+class BertkitGroup(click.Group):
+    def invoke(self, ctx):
+        from ..errors import BertkitError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BertkitError as e:
+            if _debug():
+                raise
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except MemoryError:
+            click.echo("Error: out of memory; lower --batch-size (or --max-length).", err=True)
+            ctx.exit(1)
+        except Exception as e:  # a bug or an unforeseen input: still one line, not a trace
+            if _debug():
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            click.echo(
+                f"Error: {type(e).__name__}: {first} (unexpected; rerun with BERTKIT_DEBUG=1 "
+                "for the traceback and report it)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=BertkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bertkit")
+def cli():
+    """bertkit: tokenize, embed, compare and fine-tune BERT-family encoders.
+
+    Every command runs offline on the bundled default model (all-MiniLM-L6-v2); pass
+    --model with a local Hugging Face folder or a Hub id to use another.
+    """
+
+
+def echo_json(obj) -> None:
+    """Print ``obj`` as JSON on stdout (numpy values converted)."""
+    import json
+
+    def default(o):
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if hasattr(o, "item"):
+            return o.item()
+        raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+    click.echo(json.dumps(obj, default=default, ensure_ascii=False))
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (kept out of stdout so --json output stays parseable)."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+def stderr_is_terminal() -> bool:
+    """Progress bars only on a terminal; quiet in pipes and CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI")

