@@ -1,4 +1,5 @@
-"""PNG figures: annotated heat-maps and learning curves (matplotlib, headless Agg)."""
+"""PNG figures: annotated heat-maps (single or a grid of panels) and learning curves
+(matplotlib, headless Agg)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,58 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], path, 
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def heatmap_grid(matrices, row_labels: Sequence[str], col_labels: Sequence[str], path, *,
+                 titles: Sequence[str] = (), title: str = "", ncols: int | None = None,
+                 cmap: str = "viridis", vmin=None, vmax=None, xlabel: str = "",
+                 ylabel: str = "", colorbar_label: str = "") -> str:
+    """Draw several same-shaped matrices (shape (n_panels, n_rows, n_cols)) as a grid of
+    heat-maps sharing one colour scale, e.g. every attention head of a layer.
+
+    Labels appear on every panel (smaller when there are many); values are not annotated.
+    Returns the path.
+    """
+    import math
+
+    import numpy as np
+
+    plt = _pyplot()
+    ms = np.asarray(matrices, dtype=float)
+    n_panels, n_rows, n_cols = ms.shape
+    ncols = ncols or min(4, n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    short = lambda s: (s if len(s) <= 20 else s[:17] + "...")  # noqa: E731
+    rows, cols = [short(str(r)) for r in row_labels], [short(str(c)) for c in col_labels]
+    longest = max([len(x) for x in rows + cols] + [1])
+    panel = min(max(2.5, 0.22 * max(n_rows, n_cols) + 0.06 * longest + 0.8), 7)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 1.2, panel * nrows + 0.8),
+                             squeeze=False)
+    vmin = np.nanmin(ms) if vmin is None else vmin
+    vmax = np.nanmax(ms) if vmax is None else vmax
+    fontsize = 7 if max(n_rows, n_cols) <= 25 else 5
+    im = None
+    for k, ax in enumerate(axes.flat):
+        if k >= n_panels:
+            ax.axis("off")
+            continue
+        im = ax.imshow(ms[k], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(n_cols), labels=cols, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(n_rows), labels=rows, fontsize=fontsize)
+        if k < len(titles):
+            ax.set_title(titles[k], fontsize=9)
+        if k % ncols == 0 and ylabel:
+            ax.set_ylabel(ylabel, fontsize=8)
+        if k >= n_panels - ncols and xlabel:
+            ax.set_xlabel(xlabel, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 0.93, 0.97 if title else 1))
+    cax = fig.add_axes((0.945, 0.15, 0.015, 0.7))
+    cbar = fig.colorbar(im, cax=cax)
+    if colorbar_label:
+        cbar.set_label(colorbar_label)
     return _save(fig, path)
 
 
