@@ -20,6 +20,16 @@ _EXPORTS = {
     "load_model": "models",
     "resolve_model": "models",
     "Encoder": "encoder",
+    "word_similarity": "similarity",
+    "sentence_similarity": "similarity",
+    "cosine_matrix": "similarity",
+    "WordSimilarity": "similarity",
+    "SentenceSimilarity": "similarity",
+    "SearchIndex": "search",
+    "SearchHit": "search",
+    "semantic_search": "search",
+    "attention_weights": "attention",
+    "AttentionWeights": "attention",
     "Classifier": "classifier",
 }
 

@@ -8,6 +8,7 @@ from .app import cli
 _COMMAND_MODULES = [
     "tokenize_cmd",
     "info_cmd",
+    "similarity_cmd",
 ]
 for _name in _COMMAND_MODULES:
     import_module(f".{_name}", __name__)

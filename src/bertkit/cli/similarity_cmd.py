@@ -1,0 +1,327 @@
+"""``bertkit similarity words|sentences``, ``bertkit search`` and ``bertkit attention``."""
+
+from __future__ import annotations
+
+import click
+
+from .app import cli, echo_json, warn
+from .options import (columns_option, device_option, json_option, max_length_option,
+                      model_option, text_column_option)
+
+POOLINGS = ("mean", "cls", "max", "pooler")
+LAYER_AGGS = ("concat", "sum", "mean")
+
+png_option = click.option("--png", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                          help="Also draw the matrix as an annotated heat-map PNG.")
+input_option = click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
+                            metavar="FILE", help="Read the texts from a file (.txt: one a line; "
+                            ".csv/.tsv/.jsonl/.parquet: see --text-column).")
+
+
+def sentence_options(f):
+    """--pooling/--layers/--layer-agg/--exclude-special, as in `bertkit embed`."""
+    f = click.option("--exclude-special", is_flag=True,
+                     help="Leave [CLS]/[SEP] out of mean/max pooling.")(f)
+    f = click.option("--layer-agg", type=click.Choice(LAYER_AGGS), default="concat",
+                     show_default=True, help="How several layers combine.")(f)
+    f = click.option("--layers", default="-1", show_default=True, metavar="SPEC",
+                     help="Hidden states: -1 (last), -4: (last four), 0,3,6, all (0 = embeddings).")(f)
+    f = click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True,
+                     help="How token vectors become a sentence vector.")(f)
+    return f
+
+
+def _load_encoder(model, device):
+    from ..encoder import Encoder
+
+    return Encoder(model, device=device)
+
+
+def _read_texts(input_file, text_column, columns) -> list:
+    from ..data import default_text_column, read_table, require_columns
+
+    frame = read_table(input_file, columns=columns)
+    if text_column is None:
+        text_column = default_text_column(frame, input_file)
+    else:
+        require_columns(frame, {"--text-column": text_column}, input_file)
+    texts = [t for t in frame[text_column].tolist() if isinstance(t, str) and t.strip()]
+    skipped = len(frame) - len(texts)
+    if skipped:
+        warn(f"skipped {skipped} empty row(s) of '{input_file}'.")
+    return texts
+
+
+def _gather_texts(texts, input_file, text_column, columns) -> list:
+    from ..errors import InputError
+
+    texts = list(texts)
+    if input_file:
+        texts += _read_texts(input_file, text_column, columns)
+    elif text_column or columns:
+        raise InputError("--text-column and --columns apply to --input FILE; give --input too.")
+    return texts
+
+
+def _print_matrix(matrix, names, fmt="{:.3f}") -> None:
+    width = max(6, *(len(n) for n in names)) + 1
+    cell = max(len(fmt.format(-1.0)), *(len(n) for n in names)) + 1
+    click.echo("cosine".ljust(width) + "".join(n.rjust(cell) for n in names))
+    for name, row in zip(names, matrix):
+        click.echo(name.ljust(width) + "".join(fmt.format(float(v)).rjust(cell) for v in row))
+
+
+# ------------------------------------------------------------------------ similarity
+@cli.group("similarity")
+def similarity_group():
+    """Compare texts: a word in its contexts, or whole sentences (cosine matrices)."""
+
+
+@similarity_group.command("words")
+@click.argument("texts", nargs=-1)
+@click.option("--word", "-w", required=True, help="The word to find (whole words, any case).")
+@input_option
+@text_column_option
+@columns_option
+@click.option("--layers", default="-4:", show_default=True, metavar="SPEC",
+              help="Hidden states: -1 (last), -4: (last four), 0,3,6, all (0 = embeddings).")
+@click.option("--layer-agg", type=click.Choice(LAYER_AGGS), default="sum", show_default=True,
+              help="How several layers combine (the default, the last four summed, is seed 003's).")
+@click.option("--subword", type=click.Choice(("mean", "first", "last")), default="mean",
+              show_default=True, help="How the WordPieces of a split word are pooled.")
+@click.option("--case-sensitive", is_flag=True, help="Match the word's case exactly.")
+@click.option("--context", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Words shown on each side of an occurrence in its label.")
+@png_option
+@model_option
+@device_option
+@json_option
+def words_command(texts, word, input_file, text_column, columns, layers, layer_agg, subword,
+                  case_sensitive, context, png, model, device, as_json):
+    """Compare the contextual vectors of every occurrence of --word in TEXT(s).
+
+    Occurrences are compared within one text and across texts; each is labelled with the
+    words around it ("[2] ..." tells the text when there are several). Example (seed 003):
+
+      bertkit similarity words --word bank "After stealing money from the bank vault,
+      the bank robber was seen fishing on the Mississippi river bank." --png bank.png
+    """
+    from ..errors import InputError
+    from ..similarity import word_similarity
+
+    texts = _gather_texts(texts, input_file, text_column, columns)
+    if not texts:
+        raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
+    result = word_similarity(texts, word, encoder=_load_encoder(model, device), layers=layers,
+                             layer_agg=layer_agg, subword=subword,
+                             case_sensitive=case_sensitive, context=context)
+    n = len(result.occurrences)
+    if n == 1:
+        warn(f"'{word}' occurs only once; there is nothing to compare it with.")
+    if result.missing and len(texts) > 1:
+        shown = ", ".join(str(t + 1) for t in result.missing[:10])
+        warn(f"'{word}' does not occur in text(s) {shown}{' ...' if len(result.missing) > 10 else ''}.")
+    if png:
+        result.plot(png)
+    if as_json:
+        d = result.to_dict()
+        d.pop("missing")
+        d["missing_texts"] = [t + 1 for t in result.missing]
+        if png:
+            d["png"] = png
+        echo_json(d)
+    else:
+        from ..similarity import _layers_phrase
+
+        s = result.settings
+        n_texts = len(texts)
+        click.echo(f'"{result.word}": {n} occurrence{"s" if n != 1 else ""} in {n_texts} '
+                   f'text{"s" if n_texts != 1 else ""} ({_layers_phrase(s["layers"], s["layer_agg"])}, '
+                   f'subword {s["subword"]})')
+        names = [f"#{i + 1}" for i in range(n)]
+        for name, label in zip(names, result.labels):
+            click.echo(f"  {name:<4} {label}")
+        click.echo("")
+        _print_matrix(result.matrix, names)
+        pairs = result.pairs()
+        if len(pairs) > 1:
+            (a, b, hi), (c, d, lo) = pairs[0], pairs[-1]
+            click.echo(f"\nmost similar: #{a + 1} ~ #{b + 1} ({hi:.3f}); "
+                       f"least: #{c + 1} ~ #{d + 1} ({lo:.3f})")
+    if png:
+        click.echo(f"wrote {png}", err=True)
+
+
+MAX_MATRIX_TEXTS = 2000
+
+
+@similarity_group.command("sentences")
+@click.argument("texts", nargs=-1)
+@input_option
+@text_column_option
+@columns_option
+@sentence_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@png_option
+@model_option
+@device_option
+@json_option
+def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
+                      exclude_special, batch_size, png, model, device, as_json):
+    """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE)."""
+    from ..errors import InputError
+    from ..similarity import sentence_similarity
+
+    texts = _gather_texts(texts, input_file, text_column, columns)
+    if len(texts) < 2:
+        raise InputError(f"Give at least two TEXTs (or --input FILE) to compare; got {len(texts)}.")
+    if len(texts) > MAX_MATRIX_TEXTS:
+        raise InputError(f"{len(texts)} texts make a {len(texts)}x{len(texts)} matrix; compare at "
+                         f"most {MAX_MATRIX_TEXTS} at once, or use `bertkit search` to find the "
+                         "nearest texts in a large corpus.")
+    result = sentence_similarity(texts, encoder=_load_encoder(model, device), pooling=pooling,
+                                 layers=layers, layer_agg=layer_agg,
+                                 exclude_special=exclude_special, batch_size=batch_size)
+    if png:
+        result.plot(png)
+    if as_json:
+        d = result.to_dict()
+        if png:
+            d["png"] = png
+        echo_json(d)
+    else:
+        n = len(texts)
+        for label in result.labels:
+            click.echo(f"  {label}")
+        click.echo("")
+        if n <= 12:
+            _print_matrix(result.matrix, [f"[{i + 1}]" for i in range(n)], "{:.3f}")
+        else:
+            click.echo("most similar pairs (the full matrix: --json or --png):")
+            for i, j, score in result.most_similar(10):
+                click.echo(f"  {score:.3f}  [{i + 1}] ~ [{j + 1}]")
+    if png:
+        click.echo(f"wrote {png}", err=True)
+
+
+# ------------------------------------------------------------------------ search
+@cli.command("search")
+@click.option("--corpus", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Texts to search (.txt: one a line; .csv/.tsv/.jsonl/.parquet: --text-column).")
+@text_column_option
+@columns_option
+@click.option("--query", "-q", "queries", required=True, multiple=True, metavar="TEXT",
+              help="What to look for (repeat for several queries).")
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Hits per query.")
+@click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Index file to reuse or create (.npz). Default: a cache file "
+              "per corpus, column, model and settings under ~/.cache/bertkit/indexes "
+              "($BERTKIT_CACHE/indexes when set).")
+@click.option("--rebuild", is_flag=True, help="Re-embed the corpus even if the index is up to date.")
+@sentence_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@model_option
+@device_option
+@json_option
+def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, pooling,
+                   layers, layer_agg, exclude_special, batch_size, model, device, as_json):
+    """Find the texts of --corpus closest in meaning to each --query.
+
+    The corpus is embedded once and kept in an index file (vectors, texts, settings and the
+    model's fingerprint); later searches reuse it, re-embed it when the corpus file changed,
+    and refuse an index made with other settings or another model.
+    """
+    from ..search import open_index
+    from .app import stderr_is_terminal
+
+    encoder = _load_encoder(model, device)
+    index, status = open_index(
+        corpus, encoder=encoder, index_path=index_path, text_column=text_column, columns=columns,
+        rebuild=rebuild, batch_size=batch_size, progress=stderr_is_terminal(), pooling=pooling,
+        layers=layers, layer_agg=layer_agg, exclude_special=exclude_special)
+    if status.action == "reused":
+        click.echo(f"index: reused {status.path} ({len(index)} texts, embedded {index.created} "
+                   f"in {index.build_seconds:.1f} s; loaded in {status.seconds:.2f} s)", err=True)
+    else:
+        why = f" because {status.reason}" if status.reason else ""
+        click.echo(f"index: {status.action} {status.path}{why} ({len(index)} texts embedded in "
+                   f"{index.build_seconds:.1f} s)", err=True)
+    results = index.search(list(queries), k, encoder=encoder, batch_size=batch_size)
+    if as_json:
+        echo_json({"index": {"path": status.path, "action": status.action,
+                             "seconds": round(status.seconds, 3), "n_texts": len(index),
+                             "settings": index.settings, "model": index.model["name"]},
+                   "results": [{"query": q, "hits": [h.to_dict() for h in hits]}
+                               for q, hits in zip(queries, results)]})
+        return
+    for n, (q, hits) in enumerate(zip(queries, results)):
+        if n:
+            click.echo("")
+        click.echo(f"query: {q}")
+        click.echo(f"  {'rank':>4}  {'score':>6}  {'row':>6}  text")
+        for h in hits:
+            text = " ".join(h.text.split())
+            text = text if len(text) <= 100 else text[:97] + "..."
+            click.echo(f"  {h.rank:>4}  {h.score:>6.3f}  {h.row:>6}  {text}")
+
+
+# ------------------------------------------------------------------------ attention
+@cli.command("attention")
+@click.argument("text")
+@click.option("--pair", default=None, metavar="TEXT2", help="Second text of a pair (segment 1).")
+@click.option("--layer", type=int, default=-1, show_default=True,
+              help="Layer 1..N, or -1 for the last (layer L produces hidden state L).")
+@click.option("--head", type=int, default=None,
+              help="One head (0-based). Default: the average over the layer's heads.")
+@click.option("--all-heads", is_flag=True, help="A grid with one panel per head of the layer.")
+@click.option("--no-special", is_flag=True,
+              help="Hide [CLS]/[SEP] rows and columns (rows then no longer sum to 1).")
+@click.option("--png", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the token x token heat-map here.")
+@model_option
+@device_option
+@max_length_option
+@json_option
+def attention_command(text, pair, layer, head, all_heads, no_special, png, model, device,
+                      max_length, as_json):
+    """Show how much each token attends to every other token, as a heat-map.
+
+    One head (--head H), every head of the layer in a grid (--all-heads), or by default the
+    average over heads. The model runs with eager attention so the weights are returned.
+    """
+    from ..attention import attention_weights, plot_attention
+    from ..errors import InputError
+
+    if head is not None and all_heads:
+        raise InputError("--head and --all-heads exclude each other; give one (or neither for "
+                         "the head average).")
+    if not png and not as_json:
+        raise InputError("Say where the heat-map goes with --png FILE (or print the weights "
+                         "with --json).")
+    att = attention_weights(text, pair, model=model, device=device, max_length=max_length)
+    if att.n_truncated:
+        warn(f"input cut by {att.n_truncated} tokens to fit the model's limit.")
+    which = "all" if all_heads else ("mean" if head is None else head)
+    special = not no_special
+    data = att.to_dict(layer, which, special=special)  # validates layer/head
+    if png:
+        plot_attention(att, png, layer=layer, head=which, special=special)
+    if as_json:
+        if png:
+            data["png"] = png
+        echo_json(data)
+    else:
+        heads = ("all heads" if which == "all" else
+                 f"mean of {att.num_heads} heads" if which == "mean" else f"head {data['head']}")
+        click.echo(f"layer {data['layer']} of {att.num_layers}, {heads}, "
+                   f"{len(data['tokens'])} tokens")
+        if which != "all":  # the token each token attends to most
+            tokens = data["tokens"]
+            width = max(len("token"), *(len(t) for t in tokens))
+            click.echo(f"{'token':<{width}}  attends most to")
+            for tok, row in zip(tokens, data["weights"]):
+                j = max(range(len(row)), key=row.__getitem__)
+                click.echo(f"{tok:<{width}}  {tokens[j]} ({row[j]:.2f})")
+    if png:
+        click.echo(f"wrote {png}", err=True)
