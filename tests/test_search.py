@@ -1,0 +1,159 @@
+"""Search index: build/save/load, top-k against NumPy, settings/model/corpus checks."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bertkit.errors import DataError, InputError
+from bertkit.search import (SearchIndex, default_index_path, model_fingerprint, open_index,
+                            semantic_search)
+
+CORPUS = ["the cat sat on the mat", "a dog ran in the park", "stock market price fell",
+          "the team won the game", "i love this film", "naïve café — ünïcode ✓",
+          "rain on a blue day"]
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tiny_model_dir):
+    from bertkit import Encoder
+
+    return Encoder(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def index(tiny_encoder):
+    return SearchIndex.build(CORPUS, encoder=tiny_encoder)
+
+
+def _corpus_file(tmp_path, texts=CORPUS, name="corpus.tsv"):
+    path = tmp_path / name
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(texts)),
+                    encoding="utf-8")
+    return path
+
+
+def test_build_vectors_are_normalized_encode(index, tiny_encoder):
+    ref = tiny_encoder.encode(CORPUS)
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(index.vectors, ref, atol=1e-5)
+    assert index.vectors.dtype == np.float32 and len(index) == len(CORPUS)
+    assert index.settings == {"pooling": "mean", "layers": "-1", "layer_agg": "concat",
+                              "exclude_special": False, "long": "truncate"}
+    assert len(index.model["fingerprint"]) == 64
+
+
+def test_search_matches_numpy_top_k(index, tiny_encoder):
+    queries = ["a cat on a mat", "the market"]
+    hits = index.search(queries, k=3)
+    q = tiny_encoder.encode(queries, normalize=True)
+    scores = q @ index.vectors.T
+    for qi, row in enumerate(hits):
+        order = np.argsort(-scores[qi], kind="stable")[:3]
+        assert [h.index for h in row] == order.tolist()
+        assert [h.rank for h in row] == [1, 2, 3]
+        np.testing.assert_allclose([h.score for h in row], scores[qi][order], atol=1e-5)
+        assert [h.text for h in row] == [CORPUS[i] for i in order]
+    single = index.search("a cat on a mat", k=100)  # k clipped to the corpus size
+    assert isinstance(single, list) and len(single) == len(CORPUS)
+    assert single[0].text == hits[0][0].text
+    with pytest.raises(InputError, match="'k' parameter"):
+        index.search("x", k=0)
+
+
+def test_save_load_round_trip_without_pickle(index, tmp_path):
+    path = index.save(tmp_path / "idx.npz")
+    with np.load(path, allow_pickle=False) as z:  # loads with pickle refused
+        assert set(z.files) == {"vectors", "rows", "text_bytes", "text_offsets", "header"}
+    back = SearchIndex.load(path)
+    assert back.texts == CORPUS
+    np.testing.assert_array_equal(back.vectors, index.vectors)
+    assert back.settings == index.settings and back.model == index.model
+    assert back.rows.tolist() == list(range(len(CORPUS)))
+    assert [os.path.basename(p) for p in os.listdir(tmp_path)] == ["idx.npz"]  # no temp left
+
+
+def test_load_refuses_non_index_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(DataError, match="not a bertkit search index"):
+        SearchIndex.load(bad)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, header=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="not a bertkit search index"):
+        SearchIndex.load(pickled)
+    with pytest.raises(DataError, match="does not exist"):
+        SearchIndex.load(tmp_path / "missing.npz")
+
+
+def test_fingerprint_follows_weights_not_location(tiny_model_dir, tiny_encoder, tmp_path):
+    from bertkit import Encoder
+    from conftest import build_tiny_model
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    assert model_fingerprint(Encoder(str(copy), device="cpu")) == model_fingerprint(tiny_encoder)
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    assert model_fingerprint(Encoder(other, device="cpu")) != model_fingerprint(tiny_encoder)
+
+
+def test_refuses_other_settings_and_other_model(index, tmp_path):
+    from bertkit import Encoder
+    from conftest import build_tiny_model
+
+    index.save(tmp_path / "idx.npz")
+    loaded = SearchIndex.load(tmp_path / "idx.npz")
+    with pytest.raises(InputError, match=r"built with pooling=mean, not pooling=cls"):
+        loaded.check_compatible(settings={"pooling": "cls"})
+    loaded.check_compatible(settings={"layers": -1})  # same setting spelled as an int
+    other = Encoder(build_tiny_model(tmp_path / "other", seed=2), device="cpu")
+    with pytest.raises(InputError, match="built with another model"):
+        loaded.search("a cat", encoder=other)
+    with pytest.raises(InputError, match="Unknown setting"):
+        SearchIndex.build(["a"], encoder=other, pooling_mode="mean")
+
+
+def test_open_index_builds_reuses_and_rebuilds(tiny_encoder, tmp_path, monkeypatch):
+    corpus = _corpus_file(tmp_path)
+    idx_path = tmp_path / "c.npz"
+    index, status = open_index(corpus, encoder=tiny_encoder, index_path=idx_path)
+    assert status.action == "built" and index.texts == CORPUS
+    assert index.corpus["text_column"] == "sentence" and index.corpus["n_rows"] == len(CORPUS)
+
+    calls = []
+    real = tiny_encoder.encode
+    monkeypatch.setattr(tiny_encoder, "encode", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again, status = open_index(corpus, encoder=tiny_encoder, index_path=idx_path)
+    assert status.action == "reused" and calls == []  # nothing re-embedded
+    hits = again.search("a cat on the mat", k=2)
+    assert len(calls) == 1 and len(calls[0][0]) == 1  # only the query was embedded
+    assert hits[0].row == hits[0].index
+
+    with pytest.raises(InputError, match="pooling=mean, not pooling=max"):
+        open_index(corpus, encoder=tiny_encoder, index_path=idx_path, pooling="max")
+    _, status = open_index(corpus, encoder=tiny_encoder, index_path=idx_path, pooling="max",
+                           rebuild=True)
+    assert status.action == "rebuilt"
+
+    _corpus_file(tmp_path, CORPUS + ["", "a new line about the sky"])  # corpus changed
+    changed, status = open_index(corpus, encoder=tiny_encoder, index_path=idx_path, pooling="max")
+    assert status.action == "rebuilt" and "changed" in status.reason
+    assert changed.texts[-1] == "a new line about the sky"
+    assert changed.rows[-1] == len(CORPUS) + 1  # the empty row was skipped, rows keep counting
+    header = json.loads(bytes(np.load(idx_path)["header"]).decode())
+    assert header["corpus"]["sha256"] == changed.corpus["sha256"]
+
+
+def test_default_index_path_in_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path / "cache"))
+    a = default_index_path("data/dev.tsv", text_column=None, model_name="m", settings={})
+    b = default_index_path("data/dev.tsv", text_column=None, model_name="m",
+                           settings={"pooling": "cls"})
+    assert a.parent == tmp_path / "cache" / "indexes" and a.name.startswith("dev_tsv-")
+    assert a.suffix == ".npz" and a != b
+
+
+def test_semantic_search_one_off(tiny_encoder):
+    hits = semantic_search("a cat on the mat", CORPUS, k=1, encoder=tiny_encoder)
+    assert len(hits) == 1 and hits[0].rank == 1 and hits[0].text in CORPUS
