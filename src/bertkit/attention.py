@@ -127,7 +127,8 @@ class AttentionWeights:
             "num_layers": self.num_layers, "num_heads": self.num_heads,
             "layer": self.layer_number(layer),
             "head": head if isinstance(head, str) else self.head_number(head),
-            "special": special, "tokens": tokens, "weights": matrix.tolist(),
+            "special": special, "tokens": tokens,
+            "weights": np.round(matrix.astype(float), 6).tolist(),
             "n_truncated": self.n_truncated,
         }
 
