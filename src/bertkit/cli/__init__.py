@@ -9,6 +9,7 @@ _COMMAND_MODULES = [
     "tokenize_cmd",
     "info_cmd",
     "similarity_cmd",
+    "train_cmd",
 ]
 for _name in _COMMAND_MODULES:
     import_module(f".{_name}", __name__)

@@ -1,0 +1,252 @@
+"""``bertkit train``, ``bertkit evaluate`` and ``bertkit predict``."""
+
+import dataclasses
+
+import click
+from click.core import ParameterSource
+
+from ..train import DEFAULT_MAX_LENGTH, TrainConfig
+
+from .app import cli, echo_json, stderr_is_terminal, warn
+from .options import columns_option, device_option, json_option, model_option, text_column_option
+
+# Defaults come from TrainConfig (train.py imports torch only when training runs).
+_D = dataclasses.asdict(TrainConfig())
+_D["max_length"] = DEFAULT_MAX_LENGTH
+
+pair_column_option = click.option(
+    "--pair-column", default=None, metavar="COL",
+    help="Column with the second text of a sentence pair (packed after [SEP], segment 1).")
+label_column_option = click.option(
+    "--label-column", default=None, metavar="COL", help="Column with the labels (default: label).")
+strict_option = click.option(
+    "--strict", is_flag=True, default=None,
+    help="Fail on the first row with a missing text or label (default: skip and count them).")
+batch_size_option = click.option(
+    "--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+    help="Examples per inference batch.")
+
+
+def _explicit(ctx, names) -> dict:
+    """The options given on the command line (they override --config values)."""
+    out = {}
+    for name in names:
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            out[name] = ctx.params[name]
+    return out
+
+
+@cli.command("train")
+@click.option("--train", "train", default=None, metavar="FILE",
+              help="Training data: .csv, .tsv, .jsonl or .parquet.")
+@click.option("--validation", default=None, metavar="FILE",
+              help="Validation data (default: hold out --val-split of --train).")
+@click.option("--val-split", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Share of --train held out for validation, seeded and stratified "
+                   "(default 0.1 without --validation; 0 keeps the last epoch).")
+@columns_option
+@text_column_option
+@pair_column_option
+@label_column_option
+@strict_option
+@click.option("--output", "-o", default=None, metavar="DIR", help="Folder for the model, metrics and plots.")
+@model_option
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Passes over the data (default {_D['epochs']}).")
+@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help=f"Peak learning rate (default {_D['lr']:g}).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help=f"Examples per batch (default {_D['batch_size']}).")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help="Also cap a batch at this many padded tokens (default: no cap).")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help=f"Longest input in tokens; longer input is cut and counted (default {_D['max_length']}, "
+                   "or the model's limit if lower).")
+@click.option("--warmup-ratio", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help=f"Share of steps with a linear warm-up (default {_D['warmup_ratio']}).")
+@click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None,
+              help=f"AdamW weight decay, not on biases/LayerNorm (default {_D['weight_decay']}).")
+@click.option("--grad-clip", type=click.FloatRange(min=0.0), default=None,
+              help=f"Max gradient norm, 0 = off (default {_D['grad_clip']}).")
+@click.option("--grad-accum", type=click.IntRange(min=1), default=None,
+              help=f"Batches per optimizer step (default {_D['grad_accum']}).")
+@click.option("--seed", type=int, default=None, help=f"Random seed (default {_D['seed']}).")
+@click.option("--head", type=click.Choice(["mlp", "linear"]), default=None,
+              help="mlp: hidden layer + output on [CLS] (seed 004; BERT's own head); "
+                   "linear: one output layer on [CLS] (default mlp).")
+@click.option("--freeze-encoder", is_flag=True, default=None, help="Train the head only.")
+@click.option("--class-weights", type=click.Choice(["none", "auto"]), default=None,
+              help="auto: weight the loss by inverse class frequency (default none).")
+@click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop after N epochs without a better validation metric (default: off).")
+@click.option("--metric", type=click.Choice(["auto", "accuracy", "mcc", "f1_macro"]), default=None,
+              help="Validation metric that picks the kept epoch (default auto: mcc when classes "
+                   "are imbalanced, else accuracy).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+              help="auto: bf16 (or fp16) on GPUs and bf16 on CPUs with AMX, else fp32 (default auto).")
+@click.option("--save-steps", type=click.IntRange(min=0), default=None,
+              help=f"Checkpoint every N optimizer steps, and at each epoch end (default {_D['save_steps']}).")
+@click.option("--device", default=None, metavar="DEVICE", help="auto (default) or cpu.")
+@click.option("--config", "config_file", default=None, metavar="FILE.yaml",
+              help="YAML file of settings with the same keys as these flags; flags win.")
+@click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --output.")
+@click.option("--overwrite", is_flag=True, default=None, help="Start over even if --output holds a run.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar per epoch (default: when stderr is a terminal).")
+@json_option
+@click.pass_context
+def train_command(ctx, config_file, progress, as_json, **_):
+    """Fine-tune a classifier on a labelled file and write it to --output DIR.
+
+    DIR gets a model loadable by bertkit and by transformers'
+    AutoModelForSequenceClassification, the training arguments, metrics.json, stats.csv,
+    learning_curves.png and confusion_matrix.png (validation).
+
+    \b
+    Example (CoLA, headerless TSV):
+      bertkit train --train in_domain_train.tsv --columns source,label,mark,sentence \\
+        --text-column sentence --label-column label --val-split 0.1 --output cola-model
+    """
+    from ..classifier import Classifier
+    from ..train import stats_table
+
+    names = [n for n in ctx.params if n not in ("config_file", "progress", "as_json")]
+    given = _explicit(ctx, names)
+    if progress is None:
+        progress = stderr_is_terminal()
+    clf = Classifier.train(config=config_file, progress=progress, **given)
+    result = clf.training_result
+    files = result["files"]
+    if as_json:
+        echo_json({"output": result["output"], "metric": result["metric"],
+                   "best_epoch": result["best_epoch"], "metrics": result["metrics"],
+                   "history": result["history"], "files": files,
+                   "n_truncated": result["n_truncated"]})
+        return
+    click.echo(stats_table(result["history"]))
+    m = result["metrics"]
+    if m is not None:
+        click.echo(f"\nkept epoch {result['best_epoch']} (best validation {result['metric']}): "
+                   f"accuracy {m['accuracy']:.4f}  mcc {m['mcc']:.4f}  f1_macro {m['f1_macro']:.4f}  "
+                   f"(n={m['n']})")
+    click.echo(f"\n{'model':<18} {result['output']}")
+    for name in ("metrics.json", "stats.csv", "learning_curves.png", "confusion_matrix.png"):
+        if name in files:
+            click.echo(f"{name:<18} {files[name]}")
+
+
+@cli.command("evaluate")
+@model_option
+@click.option("--data", required=True, metavar="FILE", help="Labelled data: .csv, .tsv, .jsonl or .parquet.")
+@columns_option
+@text_column_option
+@pair_column_option
+@label_column_option
+@strict_option
+@batch_size_option
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Longest input in tokens (default: the training setting).")
+@click.option("--plot", is_flag=False, flag_value="confusion_matrix.png", default=None, metavar="PNG",
+              help="Write the confusion matrix as a PNG (default name confusion_matrix.png).")
+@device_option
+@json_option
+def evaluate_command(model, data, columns, text_column, pair_column, label_column, strict,
+                     batch_size, max_length, plot, device, as_json):
+    """Accuracy, Matthews correlation, macro F1, per-class scores and the confusion matrix
+    of a trained model on a labelled file.
+
+    Column flags default to the ones used in training.
+    """
+    from ..classifier import Classifier
+    from ..evaluate import format_report
+
+    if model is None:
+        raise click.UsageError("evaluate needs --model DIR (a folder written by bertkit train).")
+    clf = Classifier(model, device=device, max_length=max_length)
+    metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
+                           label_column=label_column, columns=columns, strict=bool(strict),
+                           batch_size=batch_size, plot=plot, progress=stderr_is_terminal())
+    if metrics["n_skipped"]:
+        warn(f"{metrics['n_skipped']} rows skipped ({_reasons(metrics['skipped'])}); --strict makes them an error.")
+    if metrics["n_truncated"]:
+        warn(f"{metrics['n_truncated']} examples were longer than {clf.max_length} tokens and were cut.")
+    if as_json:
+        echo_json(metrics)
+        return
+    click.echo(format_report(metrics))
+    click.echo("\nconfusion matrix (rows: true, columns: predicted)")
+    labels = metrics["labels"]
+    width = max(8, *(len(x) for x in labels))
+    click.echo(" " * width + "".join(f"{x:>{width + 2}}" for x in labels))
+    for name, row in zip(labels, metrics["confusion_matrix"]):
+        click.echo(f"{name:<{width}}" + "".join(f"{v:>{width + 2}}" for v in row))
+    if plot:
+        click.echo(f"\nplot: {metrics['plot']}")
+
+
+@cli.command("predict")
+@model_option
+@click.argument("text", required=False)
+@click.option("--pair", default=None, metavar="TEXT2", help="Second text of a sentence pair.")
+@click.option("--input", "input_file", default=None, metavar="FILE",
+              help="Predict every row of a .csv/.tsv/.jsonl/.parquet file (needs --output).")
+@click.option("--output", "-o", "output_file", default=None, metavar="FILE",
+              help="Where to write the predictions (.csv, .tsv, .jsonl or .parquet).")
+@columns_option
+@text_column_option
+@pair_column_option
+@batch_size_option
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Longest input in tokens (default: the training setting).")
+@device_option
+@json_option
+def predict_command(model, text, pair, input_file, output_file, columns, text_column, pair_column,
+                    batch_size, max_length, device, as_json):
+    """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
+    --input FILE into --output FILE with every class probability."""
+    from ..classifier import Classifier
+
+    if model is None:
+        raise click.UsageError("predict needs --model DIR (a folder written by bertkit train).")
+    if (text is None) == (input_file is None):
+        raise click.UsageError("Give either TEXT or --input FILE (with --output FILE).")
+    if input_file is not None and output_file is None:
+        raise click.UsageError("--input needs --output FILE (.csv, .tsv, .jsonl or .parquet).")
+    if text is not None and (output_file or columns or text_column or pair_column):
+        raise click.UsageError("--output/--columns/--text-column/--pair-column go with --input FILE.")
+    if input_file is not None and pair is not None:
+        raise click.UsageError("--pair goes with TEXT; for a file, name the column with --pair-column.")
+    if input_file is not None:
+        from ..predict import check_output_path
+
+        check_output_path(output_file)
+    clf = Classifier(model, device=device, max_length=max_length)
+    if text is not None:
+        result = clf.predict(text, pair, batch_size=batch_size)
+        if clf.last_n_truncated:
+            warn(f"the input was longer than {clf.max_length} tokens and was cut.")
+        if as_json:
+            echo_json(result)
+            return
+        click.echo(result["label"])
+        ranked = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])
+        width = max(len(k) for k in result["probabilities"])
+        for name, p in ranked:
+            click.echo(f"  {name:<{width}}  {p:.4f}", err=False)
+        return
+    summary = clf.predict_file(input_file, output_file, columns=columns, text_column=text_column,
+                               pair_column=pair_column, batch_size=batch_size,
+                               progress=stderr_is_terminal())
+    if summary["n_skipped"]:
+        warn(f"{summary['n_skipped']} rows had no text and got no prediction ({_reasons(summary['skipped'])}).")
+    if summary["n_truncated"]:
+        warn(f"{summary['n_truncated']} texts were longer than {clf.max_length} tokens and were cut.")
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"wrote {summary['n_predicted']} predictions to {summary['output']}")
+    for name, count in summary["counts"].items():
+        click.echo(f"  {name:<12} {count}")
+
+
+def _reasons(skipped: dict) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in skipped.items())
