@@ -10,7 +10,7 @@ other settings or another model is refused; a corpus that changed is re-embedded
 >>> index = SearchIndex.build(["a cat sat on the mat", "stocks fell sharply", "a dog ran"])
 >>> index.save("pets.npz")
 >>> [(h.text, round(h.score, 2)) for h in SearchIndex.load("pets.npz").search("kitten", k=1)]
-[('a cat sat on the mat', 0.5)]
+[('a cat sat on the mat', 0.39)]
 """
 
 from __future__ import annotations

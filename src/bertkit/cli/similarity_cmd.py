@@ -183,6 +183,9 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
                                  layers=layers, layer_agg=layer_agg,
                                  exclude_special=exclude_special, batch_size=batch_size)
     if png:
+        if len(texts) > 60:
+            warn(f"{len(texts)} texts make a heat-map whose labels are too small to read; "
+                 "compare fewer at once for a readable picture.")
         result.plot(png)
     if as_json:
         d = result.to_dict()
@@ -191,8 +194,9 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
         echo_json(d)
     else:
         n = len(texts)
-        for label in result.labels:
-            click.echo(f"  {label}")
+        for i, text in enumerate(texts):
+            flat = " ".join(text.split())
+            click.echo(f"  [{i + 1}] {flat if len(flat) <= 100 else flat[:97] + '...'}")
         click.echo("")
         if n <= 12:
             _print_matrix(result.matrix, [f"[{i + 1}]" for i in range(n)], "{:.3f}")
