@@ -292,6 +292,19 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+def _make_accelerator(**kwargs):
+    """A fresh ``Accelerator``. accelerate keeps its settings in process-wide singletons; a
+    process that trains twice with other settings (the Python API, tests) starts each run
+    from a clean state. Under ``accelerate launch`` (several processes) nothing is reset."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
+    return Accelerator(**kwargs)
+
+
 def _swap_dir(tmp: Path, final: Path) -> None:
     """Replace ``final`` with the complete folder ``tmp`` (rename, never a half state)."""
     if final.exists():
@@ -349,7 +362,6 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     """
     import torch
     import torch.nn.functional as F
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -372,8 +384,8 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
 
     cpu = config.device == "cpu" or (config.device in (None, "", "auto") and not torch.cuda.is_available())
     device_type = "cpu" if cpu else "cuda"
-    accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(config.precision, device_type),
-                              gradient_accumulation_steps=config.grad_accum)
+    accelerator = _make_accelerator(cpu=cpu, gradient_accumulation_steps=config.grad_accum,
+                                    mixed_precision=resolve_precision(config.precision, device_type))
     is_main = accelerator.is_main_process
     say = log if is_main else (lambda message: None)
 
