@@ -165,3 +165,14 @@ def test_bank_must_show_via_cli(run, tmp_path):
     assert "vault" in data["labels"][0] and "robber" in data["labels"][1]
     assert "river" in data["labels"][2]
     assert png.stat().st_size > 20_000
+
+
+def test_library_warnings_are_one_line(run, tiny_model_dir):
+    long_text = "the cat sat on the mat " * 20  # over the tiny model's 64 tokens
+    result = run("similarity", "sentences", long_text, "a dog", "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert "Warning: 1 of 2 texts were longer than the model's limit" in result.stderr
+    assert "UserWarning" not in result.stderr
+    result = run("similarity", "sentences", long_text, "a dog", "--long", "window",
+                 "--model", tiny_model_dir)
+    assert result.exit_code == 0 and "Warning" not in result.stderr

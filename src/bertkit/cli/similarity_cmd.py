@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import click
 
 from .app import cli, echo_json, warn
@@ -19,7 +22,10 @@ input_option = click.option("--input", "input_file", type=click.Path(dir_okay=Fa
 
 
 def sentence_options(f):
-    """--pooling/--layers/--layer-agg/--exclude-special, as in `bertkit embed`."""
+    """--pooling/--layers/--layer-agg/--exclude-special/--long, as in `bertkit embed`."""
+    f = click.option("--long", type=click.Choice(("truncate", "window")), default="truncate",
+                     show_default=True, help="Texts over the model's limit: cut them, or cover "
+                     "them whole with overlapping windows.")(f)
     f = click.option("--exclude-special", is_flag=True,
                      help="Leave [CLS]/[SEP] out of mean/max pooling.")(f)
     f = click.option("--layer-agg", type=click.Choice(LAYER_AGGS), default="concat",
@@ -29,6 +35,23 @@ def sentence_options(f):
     f = click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True,
                      help="How token vectors become a sentence vector.")(f)
     return f
+
+
+@contextlib.contextmanager
+def _library_warnings():
+    """Show the library's warnings (e.g. texts cut to the model's limit) as one
+    ``Warning: ...`` line each, without Python's file/line decoration."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                text = str(w.message)
+                if issubclass(w.category, UserWarning) and text not in seen:
+                    seen.add(text)
+                    warn(text)
 
 
 def _load_encoder(model, device):
@@ -112,9 +135,10 @@ def words_command(texts, word, input_file, text_column, columns, layers, layer_a
     texts = _gather_texts(texts, input_file, text_column, columns)
     if not texts:
         raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
-    result = word_similarity(texts, word, encoder=_load_encoder(model, device), layers=layers,
-                             layer_agg=layer_agg, subword=subword,
-                             case_sensitive=case_sensitive, context=context)
+    with _library_warnings():
+        result = word_similarity(texts, word, encoder=_load_encoder(model, device),
+                                 layers=layers, layer_agg=layer_agg, subword=subword,
+                                 case_sensitive=case_sensitive, context=context)
     n = len(result.occurrences)
     if n == 1:
         warn(f"'{word}' occurs only once; there is nothing to compare it with.")
@@ -167,7 +191,7 @@ MAX_MATRIX_TEXTS = 2000
 @device_option
 @json_option
 def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
-                      exclude_special, batch_size, png, model, device, as_json):
+                      exclude_special, long, batch_size, png, model, device, as_json):
     """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE)."""
     from ..errors import InputError
     from ..similarity import sentence_similarity
@@ -179,9 +203,11 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
         raise InputError(f"{len(texts)} texts make a {len(texts)}x{len(texts)} matrix; compare at "
                          f"most {MAX_MATRIX_TEXTS} at once, or use `bertkit search` to find the "
                          "nearest texts in a large corpus.")
-    result = sentence_similarity(texts, encoder=_load_encoder(model, device), pooling=pooling,
-                                 layers=layers, layer_agg=layer_agg,
-                                 exclude_special=exclude_special, batch_size=batch_size)
+    with _library_warnings():
+        result = sentence_similarity(texts, encoder=_load_encoder(model, device),
+                                     pooling=pooling, layers=layers, layer_agg=layer_agg,
+                                     exclude_special=exclude_special, long=long,
+                                     batch_size=batch_size)
     if png:
         if len(texts) > 60:
             warn(f"{len(texts)} texts make a heat-map whose labels are too small to read; "
@@ -229,7 +255,7 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
 @device_option
 @json_option
 def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, pooling,
-                   layers, layer_agg, exclude_special, batch_size, model, device, as_json):
+                   layers, layer_agg, exclude_special, long, batch_size, model, device, as_json):
     """Find the texts of --corpus closest in meaning to each --query.
 
     The corpus is embedded once and kept in an index file (vectors, texts, settings and the
@@ -240,10 +266,12 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
     from .app import stderr_is_terminal
 
     encoder = _load_encoder(model, device)
-    index, status = open_index(
-        corpus, encoder=encoder, index_path=index_path, text_column=text_column, columns=columns,
-        rebuild=rebuild, batch_size=batch_size, progress=stderr_is_terminal(), pooling=pooling,
-        layers=layers, layer_agg=layer_agg, exclude_special=exclude_special)
+    with _library_warnings():
+        index, status = open_index(
+            corpus, encoder=encoder, index_path=index_path, text_column=text_column,
+            columns=columns, rebuild=rebuild, batch_size=batch_size,
+            progress=stderr_is_terminal(), pooling=pooling, layers=layers,
+            layer_agg=layer_agg, exclude_special=exclude_special, long=long)
     if status.action == "reused":
         click.echo(f"index: reused {status.path} ({len(index)} texts, embedded {index.created} "
                    f"in {index.build_seconds:.1f} s; loaded in {status.seconds:.2f} s)", err=True)
@@ -251,7 +279,8 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
         why = f" because {status.reason}" if status.reason else ""
         click.echo(f"index: {status.action} {status.path}{why} ({len(index)} texts embedded in "
                    f"{index.build_seconds:.1f} s)", err=True)
-    results = index.search(list(queries), k, encoder=encoder, batch_size=batch_size)
+    with _library_warnings():
+        results = index.search(list(queries), k, encoder=encoder, batch_size=batch_size)
     if as_json:
         echo_json({"index": {"path": status.path, "action": status.action,
                              "seconds": round(status.seconds, 3), "n_texts": len(index),
