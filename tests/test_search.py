@@ -157,3 +157,18 @@ def test_default_index_path_in_cache(tmp_path, monkeypatch):
 def test_semantic_search_one_off(tiny_encoder):
     hits = semantic_search("a cat on the mat", CORPUS, k=1, encoder=tiny_encoder)
     assert len(hits) == 1 and hits[0].rank == 1 and hits[0].text in CORPUS
+
+
+def test_cached_index_is_rebuilt_when_model_changes_in_place(tmp_path, monkeypatch):
+    from bertkit import Encoder
+    from conftest import build_tiny_model
+
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path / "cache"))
+    corpus = _corpus_file(tmp_path)
+    folder = build_tiny_model(tmp_path / "model", seed=3)
+    _, status = open_index(corpus, encoder=Encoder(folder, device="cpu"))
+    assert status.action == "built" and status.path.startswith(str(tmp_path / "cache"))
+    folder = build_tiny_model(tmp_path / "model", seed=4)  # same path, new weights
+    _, again = open_index(corpus, encoder=Encoder(folder, device="cpu"))
+    assert again.path == status.path and again.action == "rebuilt"
+    assert "model changed" in again.reason

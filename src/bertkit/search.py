@@ -419,9 +419,10 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
     """Reuse the index of ``corpus_path`` if it is up to date, else build (and save) it.
 
     The index is reused when its corpus fingerprint (content and text column) matches the
-    file; it is rebuilt when the corpus changed (or ``rebuild``); it is refused with an
-    :class:`~bertkit.errors.InputError` when it was built with other settings or another
-    model (unless ``rebuild``). ``index_path`` None means :func:`default_index_path`.
+    file; it is rebuilt when the corpus changed (or ``rebuild``); an index file the caller
+    named is refused with an :class:`~bertkit.errors.InputError` when it was built with other
+    settings or another model (unless ``rebuild``). ``index_path`` None means the cache file
+    of :func:`default_index_path`, which is simply rebuilt when the model changed in place.
 
     Returns
     -------
@@ -431,7 +432,8 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
     t0 = time.perf_counter()
     if not os.path.isfile(os.fspath(corpus_path)):
         raise DataError(f"Corpus file '{corpus_path}' does not exist; check --corpus.")
-    if index_path is None:
+    cached = index_path is None
+    if cached:
         index_path = default_index_path(corpus_path, text_column=text_column,
                                         model_name=str(getattr(encoder, "model_name", "")),
                                         settings=settings)
@@ -439,10 +441,18 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
     reason = ""
     if os.path.exists(index_path) and not rebuild:
         index = SearchIndex.load(index_path)
-        index.check_compatible(encoder=encoder, settings=settings)
+        try:
+            index.check_compatible(encoder=encoder, settings=settings)
+            compatible = True
+        except InputError:
+            if not cached:  # the user's own index file: refuse, do not overwrite it
+                raise
+            compatible = False  # bertkit's cache file: the model was changed in place
         now = file_fingerprint(corpus_path)
         stored = index.corpus or {}
-        if stored.get("sha256") != now["sha256"]:
+        if not compatible:
+            reason = "the model changed since the cached index was built"
+        elif stored.get("sha256") != now["sha256"]:
             reason = "the corpus file changed since the index was built"
         elif text_column is not None and stored.get("text_column") != text_column:
             reason = (f"the index holds column '{stored.get('text_column')}', not "
