@@ -176,3 +176,50 @@ def test_bank_study_on_default_model():
     assert vault_robber == pytest.approx(0.94, abs=0.01)
     assert vault_river == pytest.approx(0.89, abs=0.01)
     assert robber_river == pytest.approx(0.89, abs=0.01)
+
+
+# ------------------------------------------------------------------ the STS benchmark's helpers
+def _sts_module():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "sts.py")
+    spec = importlib.util.spec_from_file_location("bench_sts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sts_reader_handles_stray_quotes_and_spearman_matches_scipy(tmp_path):
+    sts = _sts_module()
+    path = tmp_path / "dev.tsv"
+    path.write_text("index\tgenre\tsentence1\tsentence2\tscore\n"
+                    '0\tx\tHe said "hi.\tShe "left\t4.5\n1\tx\ta b\tc d\t1.0\n', encoding="utf-8")
+    assert sts.read_sts(str(path)) == [('He said "hi.', 'She "left', 4.5), ("a b", "c d", 1.0)]
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=50), np.round(rng.normal(size=50), 1)  # ties in y
+    assert sts.spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+@pytest.mark.integration
+def test_mean_last_layer_equals_sentence_transformers(default_model_dir):
+    """The STS-B figure rests on this: bertkit's default sentence vectors are
+    sentence-transformers' vectors of the same model (up to their normalisation)."""
+    import os
+
+    st_mod = pytest.importorskip("sentence_transformers")
+    sts = _sts_module()
+    data = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "stsb",
+                        "dev.tsv")
+    if not os.path.exists(data):
+        pytest.skip("STS-B dev.tsv is not in ../shared/datasets")
+    rows = sts.read_sts(data)
+    assert len(rows) == 1500
+    sentences = [s for r in rows[:16] for s in r[:2]]
+    from bertkit import Encoder
+
+    ours = Encoder(device="cpu").encode(sentences, normalize=True)
+    theirs = st_mod.SentenceTransformer(default_model_dir, device="cpu").encode(
+        sentences, normalize_embeddings=True)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", ours, theirs), 1.0, atol=1e-5)
