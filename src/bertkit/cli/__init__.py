@@ -8,6 +8,7 @@ from .app import cli
 _COMMAND_MODULES = [
     "tokenize_cmd",
     "info_cmd",
+    "embed_cmd",
     "similarity_cmd",
     "train_cmd",
 ]
