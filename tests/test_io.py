@@ -31,3 +31,19 @@ def test_write_json_numpy(tmp_path):
 
     write_json(tmp_path / "m.json", {"x": np.arange(3), "y": np.float32(0.5)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"x": [0, 1, 2], "y": 0.5}
+
+
+def test_atomic_path_gives_normal_file_mode(tmp_path):
+    import os
+
+    with atomic_path(tmp_path / "f.txt") as tmp:
+        tmp.write_text("x")
+    assert os.stat(tmp_path / "f.txt").st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
