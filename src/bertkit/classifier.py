@@ -317,7 +317,7 @@ class Classifier:
         check_output_path(output)
         frame = read_table(input, columns=columns)
         data_set = self.load_data(frame, text_column=text_column, pair_column=pair_column,
-                                  label_column=None, require_labels=False)
+                                  require_labels=False)
         data_set.source = str(input)
         probs = np.full((len(frame), len(self.labels)), np.nan)
         kept = np.asarray(data_set.rows, dtype=np.int64) - 1
@@ -340,7 +340,7 @@ class Classifier:
         text_column = text_column or trained.get("text_column")
         if pair_column is None:
             pair_column = trained.get("pair_column")
-        label_column = label_column or trained.get("label_column") or "label"
+        label_column = (label_column or trained.get("label_column") or "label") if require_labels else None
         return load_labelled(data, text_column=text_column, pair_column=pair_column,
                              label_column=label_column, columns=columns, strict=strict,
                              require_labels=require_labels)

@@ -1,0 +1,158 @@
+"""``bertkit train / evaluate / predict`` through click's runner (exit codes, output, one-line
+errors), and a real kill -9 in the middle of an epoch followed by ``--resume``."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bertkit.cli import cli
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+TOPICS = os.path.join(FIX, "train_topics.csv")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def tiny_train_args(model, out, *extra):
+    return ["train", "--train", TOPICS, "--model", model, "--output", out, "--epochs", "2",
+            "--batch-size", "8", "--lr", "1e-3", "--precision", "fp32", "--device", "cpu", *extra]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "model"
+    result = run(*tiny_train_args(tiny_model_dir, out))
+    assert result.exit_code == 0, result.output
+    assert "train_loss" in result.stdout and "kept epoch" in result.stdout
+    assert "learning_curves.png" in result.stdout and str(out) in result.stdout
+    assert "epoch 2/2" in result.stderr  # per-epoch lines go to stderr
+    return out
+
+
+def test_train_json(tiny_model_dir, tmp_path):
+    result = run(*tiny_train_args(tiny_model_dir, tmp_path / "m", "--json", "--epochs", "1",
+                                  "--head", "linear", "--seed", "3"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["metric"] == "accuracy" and len(data["history"]) == 1
+    assert set(data["files"]) >= {"stats.csv", "learning_curves.png", "confusion_matrix.png", "metrics.json"}
+    args = json.load(open(tmp_path / "m" / "training_args.json"))["config"]
+    assert args["head"] == "linear" and args["seed"] == 3 and args["epochs"] == 1
+
+
+def test_evaluate_json_and_text(model_dir, tmp_path):
+    result = run("evaluate", "--model", model_dir, "--data", TOPICS, "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert {"accuracy", "mcc", "f1_macro", "per_class", "confusion_matrix", "n"} <= set(m)
+    assert m["n"] == 90
+    png = tmp_path / "cm.png"
+    result = run("evaluate", "--model", model_dir, "--data", TOPICS, "--plot", png)
+    assert result.exit_code == 0 and "confusion matrix" in result.stdout and png.exists()
+    assert "precision" in result.stdout and "sport" in result.stdout
+
+
+def test_evaluate_headerless_columns(model_dir):
+    result = run("evaluate", "--model", model_dir, "--data", os.path.join(FIX, "train_cola_like.tsv"),
+                 "--columns", "source,label,mark,sentence", "--text-column", "sentence")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: Label '1'") and "not seen in training" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_predict_text_and_file(model_dir, tmp_path):
+    result = run("predict", "--model", model_dir, "the team won the match")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] in ("food", "sky", "sport") and len(lines) == 4
+    result = run("predict", "--model", model_dir, "the team won", "--json")
+    data = json.loads(result.stdout)
+    assert set(data["probabilities"]) == {"food", "sky", "sport"}
+    out = tmp_path / "pred.jsonl"
+    result = run("predict", "--model", model_dir, "--input", os.path.join(FIX, "train_bad_rows.csv"),
+                 "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 predictions" in result.stdout and "2 rows had no text" in result.stderr
+    rows = [json.loads(line) for line in open(out)]
+    assert len(rows) == 6 and {"prediction", "prob_food", "prob_sky", "prob_sport"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["train", "--train", TOPICS], 1, "Error: No output folder"),
+    (["train", "--train", TOPICS, "--output", "{tmp}/o", "--text-column", "body"], 1,
+     "Error: Column 'body' (--text-column) is not in"),
+    (["train", "--train", "{tmp}/missing.csv", "--output", "{tmp}/o"], 1, "Error: File"),
+    (["train", "--train", TOPICS, "--output", "{tmp}/o", "--head", "deep"], 2, "Invalid value for '--head'"),
+    (["train", "--output", "{tmp}/o", "--config", "{tmp}/nope.yaml"], 1, "Error: --config file"),
+    (["predict", "--model", "{model}"], 2, "Give either TEXT or --input"),
+    (["predict", "--model", "{model}", "--input", TOPICS], 2, "--input needs --output"),
+    (["predict", "--model", "{model}", "--input", TOPICS, "--output", "{tmp}/x.txt"], 1,
+     "Error: --output must end in"),
+    (["evaluate", "--data", TOPICS], 2, "evaluate needs --model"),
+    (["evaluate", "--model", "{tmp}/nomodel", "--data", TOPICS], 1, "Error: Model folder"),
+])
+def test_errors_are_one_line(model_dir, tmp_path, args, code, message):
+    args = [a.format(tmp=tmp_path, model=model_dir) for a in args]
+    result = run(*args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_config_file_and_flag_precedence(tiny_model_dir, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"train: {TOPICS}\nmodel: {tiny_model_dir}\nepochs: 3\nlr: 0.002\n"
+                   "batch-size: 8\nprecision: fp32\ndevice: cpu\nval-split: 0.2\n")
+    result = run("train", "--config", cfg, "--output", tmp_path / "o", "--epochs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    args = json.load(open(tmp_path / "o" / "training_args.json"))
+    assert args["config"]["epochs"] == 1 and args["config"]["lr"] == 0.002
+    assert args["data"]["split"]["val_split"] == 0.2
+
+
+def test_kill_mid_epoch_then_resume_matches(tiny_model_dir, tmp_path):
+    """A real kill -9 while training, then --resume: same final metrics as a clean run."""
+    common = ["--train", TOPICS, "--model", tiny_model_dir, "--epochs", "3", "--batch-size", "4",
+              "--precision", "fp32", "--device", "cpu", "--save-steps", "3", "--json"]
+    clean = run("train", *common, "--output", tmp_path / "clean")
+    assert clean.exit_code == 0, clean.output
+
+    out = tmp_path / "killed"
+    env = dict(os.environ, BERTKIT_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-c", "from bertkit.cli import main; main()", "train", *common,
+           "--output", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / "checkpoints" / "last"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert ckpt.exists() and not (out / "metrics.json").exists()
+
+    resumed = run("train", *common, "--output", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "Resuming from" in resumed.stderr
+    a, b = json.loads(clean.stdout), json.loads(resumed.stdout)
+    strip = lambda hist: [{k: v for k, v in r.items() if "time" not in k and "per_s" not in k} for r in hist]  # noqa: E731
+    assert strip(b["history"]) == strip(a["history"])
+    assert b["metrics"] == a["metrics"]
