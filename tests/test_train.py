@@ -118,7 +118,8 @@ def test_output_folder(trained):
     assert args["data"]["text_column"] == "text" and args["metric"] == "accuracy"
     metrics = json.load(open(out / "metrics.json"))
     assert len(metrics["history"]) == 3 and metrics["validation"]["n"] == 9
-    best = max(range(3), key=lambda i: (metrics["history"][i]["val_accuracy"], -i))
+    hist = metrics["history"]  # best accuracy; ties go to the lower validation loss
+    best = max(range(3), key=lambda i: (hist[i]["val_accuracy"], -hist[i]["val_loss"]))
     assert metrics["best_epoch"] == best + 1
     rows = list(csv.DictReader(open(out / "stats.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]

@@ -587,7 +587,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
             val_loss, metrics = evaluate()
             row.update({"val_loss": val_loss, "val_accuracy": metrics["accuracy"],
                         "val_mcc": metrics["mcc"], "val_f1_macro": metrics["f1_macro"]})
-            score = metrics[metric]
+            score = [metrics[metric], -val_loss]  # ties go to the lower validation loss
             if state.best_score is None or score > state.best_score:
                 improved = True
                 state.best_score, state.best_epoch, state.best_metrics = score, epoch + 1, metrics

@@ -128,10 +128,10 @@ def train_command(ctx, config_file, progress, as_json, **_):
         click.echo(f"\nkept epoch {result['best_epoch']} (best validation {result['metric']}): "
                    f"accuracy {m['accuracy']:.4f}  mcc {m['mcc']:.4f}  f1_macro {m['f1_macro']:.4f}  "
                    f"(n={m['n']})")
-    click.echo(f"\n{'model':<18} {result['output']}")
+    click.echo(f"\n{'model':<21} {result['output']}")
     for name in ("metrics.json", "stats.csv", "learning_curves.png", "confusion_matrix.png"):
         if name in files:
-            click.echo(f"{name:<18} {files[name]}")
+            click.echo(f"{name:<21} {files[name]}")
 
 
 @cli.command("evaluate")

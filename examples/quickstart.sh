@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bertkit's main job, end to end, on the bundled model (all-MiniLM-L6-v2) and the small
+# labelled example set shipped inside bertkit (360 training / 120 test sentences about
+# cooking, sports and technology): tokenize, embed, fine-tune, evaluate, predict.
+# A few minutes on 2 CPU cores; everything is written under $OUT (default runs/quickstart).
+#
+#   bash examples/quickstart.sh [OUT]
+set -euo pipefail
+
+OUT=${1:-runs/quickstart}
+DATA=$(python -c "from bertkit.labelled import example_data; print(example_data())")
+mkdir -p "$OUT"
+start=$(date +%s)
+step() { printf '\n== %s\n' "$*"; }
+
+step "1/5 tokenize: how the model sees a sentence"
+bertkit tokenize "The striker scored twice in the derby."
+
+step "2/5 embed: one 384-d vector per test sentence"
+bertkit embed --input "$DATA/topics_test.csv" --text-column text --output "$OUT/test_embeddings.npy"
+python -c "import numpy as np; v = np.load('$OUT/test_embeddings.npy'); print('embeddings', v.shape, '->', '$OUT/test_embeddings.npy')"
+
+step "3/5 train: fine-tune a 3-topic classifier (90/10 train/validation split)"
+bertkit train --train "$DATA/topics_train.csv" --text-column text --label-column label \
+    --epochs 2 --output "$OUT/model" --overwrite
+
+step "4/5 evaluate on the held-out test file"
+bertkit evaluate --model "$OUT/model" --data "$DATA/topics_test.csv" \
+    --plot "$OUT/test_confusion_matrix.png"
+
+step "5/5 predict: one sentence, then a whole file"
+bertkit predict --model "$OUT/model" "The new phone update drains the battery overnight."
+bertkit predict --model "$OUT/model" --input "$DATA/topics_unlabelled.csv" --output "$OUT/predictions.csv"
+
+step "done in $(( $(date +%s) - start )) s; files written"
+cat <<EOF
+model (transformers-loadable)  $OUT/model
+training stats                 $OUT/model/stats.csv
+learning curves                $OUT/model/learning_curves.png
+validation confusion matrix    $OUT/model/confusion_matrix.png
+test confusion matrix          $OUT/test_confusion_matrix.png
+test embeddings                $OUT/test_embeddings.npy
+predictions                    $OUT/predictions.csv
+EOF
