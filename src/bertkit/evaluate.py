@@ -90,8 +90,9 @@ def plot_confusion(metrics: dict, path, *, title: str = "Confusion matrix") -> s
 
     labels = metrics["labels"]
     return heatmap(np.asarray(metrics["confusion_matrix"]), labels, labels, path,
-                   title=f"{title} (n={metrics['n']}, accuracy {metrics['accuracy']:.3f})",
-                   cmap="Blues", vmin=0, fmt="{:.0f}", xlabel="predicted", ylabel="true",
+                   title=f"{title}\nn={metrics['n']}, accuracy {metrics['accuracy']:.3f}, "
+                         f"MCC {metrics['mcc']:.3f}",
+                   cmap="viridis", vmin=0, fmt="{:.0f}", xlabel="predicted", ylabel="true",
                    colorbar_label="examples")
 
 

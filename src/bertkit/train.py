@@ -617,7 +617,8 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     result = {"output": str(out), "metric": metric, "history": state.history,
               "best_epoch": state.best_epoch, "metrics": state.best_metrics,
               "stopped_early": state.stopped_early, "labels": labels,
-              "n_truncated": run_info["n_truncated"], "train_seconds": round(time.time() - started, 1)}
+              "n_truncated": run_info["n_truncated"], "train_seconds": round(time.time() - started, 1),
+              "is_main_process": is_main}
     if is_main:
         _export(accelerator.unwrap_model(model), tokenizer, out, best_dir if state.best_epoch else None,
                 run_info, result, plot_confusion)

@@ -115,6 +115,8 @@ def train_command(ctx, config_file, progress, as_json, **_):
         progress = stderr_is_terminal()
     clf = Classifier.train(config=config_file, progress=progress, **given)
     result = clf.training_result
+    if not result["is_main_process"]:  # under `accelerate launch`, one process reports
+        return
     files = result["files"]
     if as_json:
         echo_json({"output": result["output"], "metric": result["metric"],
