@@ -113,7 +113,12 @@ def train_command(ctx, config_file, progress, as_json, **_):
     given = _explicit(ctx, names)
     if progress is None:
         progress = stderr_is_terminal()
-    clf = Classifier.train(config=config_file, progress=progress, **given)
+    try:
+        clf = Classifier.train(config=config_file, progress=progress, **given)
+    except KeyboardInterrupt:
+        click.echo("Training interrupted; run the same command with --resume to continue from "
+                   "the last checkpoint.", err=True)
+        raise
     result = clf.training_result
     if not result["is_main_process"]:  # under `accelerate launch`, one process reports
         return
@@ -223,6 +228,10 @@ def predict_command(model, text, pair, input_file, output_file, columns, text_co
         check_output_path(output_file)
     clf = Classifier(model, device=device, max_length=max_length)
     if text is not None:
+        trained_pairs = clf.training_args.get("data", {}).get("pair_column")
+        if trained_pairs and pair is None:
+            warn(f"this model was trained on sentence pairs (column '{trained_pairs}'); give the "
+                 "second text with --pair.")
         result = clf.predict(text, pair, batch_size=batch_size)
         if clf.last_n_truncated:
             warn(f"the input was longer than {clf.max_length} tokens and was cut.")
