@@ -108,6 +108,10 @@ class Encoder:
         (see :func:`bertkit.models.resolve_model`).
     device : str or None, default=None
         None/"auto" picks cuda > mps > cpu; or "cpu", "cuda", "cuda:1", "mps".
+    workers : int or None, default=None
+        Batches run at once on a CPU, each on one torch thread. None uses torch's thread
+        count (one per core); 1 runs one batch at a time on all of torch's threads. Results
+        are the same either way (up to float rounding); see ``benchmarks/README.md``.
 
     Attributes
     ----------
@@ -126,8 +130,10 @@ class Encoder:
 
     #: Tokens shared by neighbouring windows with ``long="window"`` (fraction of a window).
     window_overlap = 0.25
+    #: Default padded-token cap of a batch on a CPU (``max_tokens=None``).
+    cpu_max_tokens = 512
 
-    def __init__(self, model=None, device=None):
+    def __init__(self, model=None, device=None, *, workers: int | None = None):
         from .models import DEFAULT_MODEL_NAME, load_model, max_length_of
 
         self.model, self.tokenizer = load_model(model, device=device)
@@ -146,6 +152,7 @@ class Encoder:
             self.n_suffix = len(word_ids) - 1 - max(i for i, w in enumerate(word_ids) if w is not None)
         else:  # pragma: no cover - slow tokenizers: assume [CLS] ... [SEP]
             self.n_prefix, self.n_suffix = 1, len(probe["input_ids"]) - 2
+        self.workers = workers
         self.last_stats: dict = {}
 
     def __repr__(self) -> str:
@@ -208,8 +215,9 @@ class Encoder:
         batch_size : int, default=64
             Most texts per forward pass.
         max_tokens : int or None, default=None
-            Also cap a batch at this many padded tokens (texts x longest text), which
-            keeps memory flat when long and short texts are mixed.
+            Also cap a batch at this many padded tokens (texts x longest text). None uses
+            ``Encoder.cpu_max_tokens`` (512) on a CPU, where batches that fit the cores'
+            caches run fastest, and no cap on a GPU.
         long : {"truncate", "window"}, default="truncate"
             Texts longer than ``max_length`` tokens: "truncate" keeps the head and counts the
             cut texts (``last_stats["n_truncated"]`` and a warning); "window" covers the whole
@@ -284,24 +292,27 @@ class Encoder:
         keep_tokens = level != "sentence" or bool(windowed)
         piece_tokens: dict = {}
         piece_pooled: dict = {}
+        if max_tokens is None and self.device.type == "cpu":
+            max_tokens = self.cpu_max_tokens
         batches = self._batches(pieces, batch_size, max_tokens)
         bar = self._progress_bar(progress, len(pieces), len(batches))
         n_tokens = 0
+        runner = self._run(batches, pieces, opts)
         try:
-            for batch in batches:
-                n_tokens += sum(len(pieces[p].ids) for p in batch)
-                tok, pooled, lengths = self._forward([pieces[p].ids for p in batch], **opts)
+            for batch, (tok, pooled, lengths) in zip(batches, runner):
+                n_tokens += sum(lengths)
                 for row, p in enumerate(batch):
                     piece = pieces[p]
                     if level == "sentence" and not piece.windowed:
                         out[piece.text] = pooled[row]
                     else:
-                        piece_tokens[p] = tok[row, : lengths[row]].float().cpu()
+                        piece_tokens[p] = tok[row, : lengths[row]].float().cpu().clone()
                         if level == "sentence" and pooling == "pooler":
                             piece_pooled[p] = pooled[row]
                 if bar is not None:
                     bar.update(len(batch))
         finally:
+            runner.close()  # restores torch's thread count if the loop stopped early
             if bar is not None:
                 bar.close()
 
@@ -403,6 +414,43 @@ class Encoder:
         if cur:
             batches.append(cur)
         return batches
+
+    def _run(self, batches, pieces, opts):
+        """Yield ``_forward``'s result for each batch, in order.
+
+        On a CPU with several torch threads, batches run on ``workers`` Python threads at
+        once, each with one torch thread (torch's thread count is set to 1 for the call and
+        restored after): small batches keep every core busy without the per-operation
+        synchronisation of intra-op threads, which costs most when other processes share
+        the CPU.
+        """
+        import torch
+
+        workers = self.workers
+        if workers is None:
+            workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        workers = max(1, min(int(workers), len(batches)))
+        if workers == 1:
+            for batch in batches:
+                yield self._forward([pieces[p].ids for p in batch], **opts)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="bertkit-encode") as pool:
+                # keep at most 2 batches per worker in flight, so memory stays bounded
+                pending = []
+                it = iter(batches)
+                for batch in it:
+                    pending.append(pool.submit(self._forward, [pieces[p].ids for p in batch], **opts))
+                    if len(pending) >= 2 * workers:
+                        yield pending.pop(0).result()
+                while pending:
+                    yield pending.pop(0).result()
+        finally:
+            torch.set_num_threads(old)
 
     def _forward(self, id_lists, *, level, pooling, layer_idx, layer_agg, exclude_special):
         """Run one padded batch; return (token vectors [B,T,D] or None, pooled [B,D] numpy or
