@@ -263,3 +263,29 @@ def test_real_model_equals_sentence_transformers(real, default_model_dir):
     ours = real.encode(texts, normalize=True)
     cos = (st * ours).sum(1) / np.linalg.norm(st, axis=1) / np.linalg.norm(ours, axis=1)
     assert cos.min() >= 0.9999
+
+
+def test_fast_path_and_workers_give_the_same_vectors(tiny_model_dir, tiny):
+    texts = TEXTS * 4
+    base = tiny.encode(texts, layers="all", layer_agg="concat")
+    other = Encoder(tiny_model_dir, device="cpu", workers=2)
+    other.fast_path = False  # the Hugging Face forward itself
+    np.testing.assert_allclose(other.encode(texts, layers="all", layer_agg="concat", batch_size=3),
+                               base, rtol=1e-4, atol=1e-5)
+    assert torch.get_num_threads() == 1  # restored after the call (the module runs on one)
+    other.fast_path = True
+    words = other.encode(texts, level="word", batch_size=2)
+    np.testing.assert_allclose(np.concatenate([w.vectors for w in words]),
+                               np.concatenate([w.vectors for w in tiny.encode(texts, level="word")]),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_fast_path_is_only_for_plain_bert(tiny):
+    from bertkit.encoder import _FastBert
+
+    assert _FastBert.supports(tiny.model)
+    tiny.model.train()
+    try:
+        assert not _FastBert.supports(tiny.model)
+    finally:
+        tiny.model.eval()

@@ -130,8 +130,11 @@ class Encoder:
 
     #: Tokens shared by neighbouring windows with ``long="window"`` (fraction of a window).
     window_overlap = 0.25
+    #: Run BERT models through :class:`_FastBert` (same numbers, less overhead); False
+    #: calls the Hugging Face model itself.
+    fast_path = True
     #: Default padded-token cap of a batch on a CPU (``max_tokens=None``).
-    cpu_max_tokens = 512
+    cpu_max_tokens = 256
 
     def __init__(self, model=None, device=None, *, workers: int | None = None):
         from .models import DEFAULT_MODEL_NAME, load_model, max_length_of
@@ -216,7 +219,7 @@ class Encoder:
             Most texts per forward pass.
         max_tokens : int or None, default=None
             Also cap a batch at this many padded tokens (texts x longest text). None uses
-            ``Encoder.cpu_max_tokens`` (512) on a CPU, where batches that fit the cores'
+            ``Encoder.cpu_max_tokens`` (256) on a CPU, where batches that fit the cores'
             caches run fastest, and no cap on a GPU.
         long : {"truncate", "window"}, default="truncate"
             Texts longer than ``max_length`` tokens: "truncate" keeps the head and counts the
@@ -297,7 +300,8 @@ class Encoder:
         batches = self._batches(pieces, batch_size, max_tokens)
         bar = self._progress_bar(progress, len(pieces), len(batches))
         n_tokens = 0
-        runner = self._run(batches, pieces, opts)
+        fast = _FastBert(self.model) if self.fast_path and _FastBert.supports(self.model) else None
+        runner = self._run(batches, pieces, opts, fast)
         try:
             for batch, (tok, pooled, lengths) in zip(batches, runner):
                 n_tokens += sum(lengths)
@@ -415,7 +419,7 @@ class Encoder:
             batches.append(cur)
         return batches
 
-    def _run(self, batches, pieces, opts):
+    def _run(self, batches, pieces, opts, fast=None):
         """Yield ``_forward``'s result for each batch, in order.
 
         On a CPU with several torch threads, batches run on ``workers`` Python threads at
@@ -432,7 +436,7 @@ class Encoder:
         workers = max(1, min(int(workers), len(batches)))
         if workers == 1:
             for batch in batches:
-                yield self._forward([pieces[p].ids for p in batch], **opts)
+                yield self._forward([pieces[p].ids for p in batch], fast, **opts)
             return
         from concurrent.futures import ThreadPoolExecutor
 
@@ -444,7 +448,7 @@ class Encoder:
                 pending = []
                 it = iter(batches)
                 for batch in it:
-                    pending.append(pool.submit(self._forward, [pieces[p].ids for p in batch], **opts))
+                    pending.append(pool.submit(self._forward, [pieces[p].ids for p in batch], fast, **opts))
                     if len(pending) >= 2 * workers:
                         yield pending.pop(0).result()
                 while pending:
@@ -452,9 +456,9 @@ class Encoder:
         finally:
             torch.set_num_threads(old)
 
-    def _forward(self, id_lists, *, level, pooling, layer_idx, layer_agg, exclude_special):
-        """Run one padded batch; return (token vectors [B,T,D] or None, pooled [B,D] numpy or
-        None, lengths)."""
+    def _forward(self, id_lists, fast=None, *, level, pooling, layer_idx, layer_agg, exclude_special):
+        """Run one padded batch; return (token vectors [B,T,D], pooled [B,D] numpy or None,
+        lengths). ``fast`` is a :class:`_FastBert` for the model, or None for its own forward."""
         import torch
 
         lengths = [len(ids) for ids in id_lists]
@@ -469,10 +473,14 @@ class Encoder:
         with torch.inference_mode():
             input_ids = torch.from_numpy(arr).to(self.device)
             mask = torch.from_numpy(mask_np).to(self.device)
-            out = self.model(input_ids=input_ids,
-                             attention_mask=None if min(lengths) == width else mask,
-                             output_hidden_states=need_states, return_dict=True)
-            states = [out.last_hidden_state if j == last else out.hidden_states[j] for j in layer_idx]
+            padded = min(lengths) != width
+            if fast is not None:
+                hidden = fast(input_ids, mask if padded else None, need_states)
+                states = [hidden[-1] if j == last else hidden[j] for j in layer_idx]
+            else:
+                out = self.model(input_ids=input_ids, attention_mask=mask if padded else None,
+                                 output_hidden_states=need_states, return_dict=True)
+                states = [out.last_hidden_state if j == last else out.hidden_states[j] for j in layer_idx]
             tok = combine_layers(states, layer_agg)  # (B, T, D)
             pooled = None
             if level == "sentence":
@@ -590,3 +598,96 @@ class Encoder:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, unit="text", desc="embed", leave=False, file=sys.stderr)
+
+
+class _FastBert:
+    """A lean inference forward pass of a Hugging Face ``BertModel``, same maths.
+
+    The Hugging Face forward spends milliseconds per call in Python (mask building, output
+    bookkeeping, ~15 module calls per layer); on the short batches that CPUs like, that is
+    ~10% of the time and, with several worker threads, contention for the GIL. This runs
+    the same operations with the model's own weights (query, key and value fused into one
+    matrix product, built anew for every ``encode`` call so it never goes stale) and returns
+    the hidden states. Only plain ``BertModel``s with absolute positions and exact GELU are
+    accepted (:meth:`supports`); anything else goes through the model itself. Tests check
+    it against the Hugging Face forward.
+    """
+
+    def __init__(self, model):
+        import torch
+
+        emb = model.embeddings
+        self.word = emb.word_embeddings.weight
+        self.pos = emb.position_embeddings.weight
+        self.type0 = emb.token_type_embeddings.weight[0]
+        self.emb_ln = (emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps)
+        self.hidden = model.config.hidden_size
+        self.heads = model.config.num_attention_heads
+        self.layers = []
+        for layer in model.encoder.layer:
+            att = layer.attention.self
+            with torch.no_grad():
+                w_qkv = torch.cat([att.query.weight, att.key.weight, att.value.weight])
+                b_qkv = torch.cat([att.query.bias, att.key.bias, att.value.bias])
+            out, mid, end = layer.attention.output, layer.intermediate.dense, layer.output
+            self.layers.append((w_qkv, b_qkv, out.dense.weight, out.dense.bias,
+                                (out.LayerNorm.weight, out.LayerNorm.bias, out.LayerNorm.eps),
+                                mid.weight, mid.bias, end.dense.weight, end.dense.bias,
+                                (end.LayerNorm.weight, end.LayerNorm.bias, end.LayerNorm.eps)))
+
+    @staticmethod
+    def supports(model) -> bool:
+        try:
+            from transformers import BertModel
+            from transformers.models.bert.modeling_bert import BertLayer
+        except ImportError:  # pragma: no cover
+            return False
+        cfg = model.config
+        return (type(model) is BertModel and not model.training
+                and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
+                and cfg.hidden_act == "gelu" and not getattr(cfg, "is_decoder", False)
+                and not getattr(cfg, "add_cross_attention", False)
+                and not getattr(cfg, "chunk_size_feed_forward", 0)
+                and cfg.hidden_size % cfg.num_attention_heads == 0
+                and all(type(layer) is BertLayer for layer in model.encoder.layer))
+
+    def __call__(self, input_ids, mask=None, all_states: bool = False):
+        """``input_ids`` [B, T], ``mask`` [B, T] (1 = token) or None -> list of [B, T, H]:
+        every hidden state (embeddings first) if ``all_states`` else just the last."""
+        import torch
+        import torch.nn.functional as F
+
+        B, T = input_ids.shape
+        H, heads = self.hidden, self.heads
+        x = F.embedding(input_ids, self.word) + self.type0
+        x = F.layer_norm(x + self.pos[:T], (H,), *self.emb_ln).view(B * T, H)  # (N, H)
+        attn_mask = None if mask is None else mask[:, None, None, :].bool()  # (B, 1, 1, T)
+        states = [x.view(B, T, H)] if all_states else []
+        for w_qkv, b_qkv, w_o, b_o, ln1, w_i, b_i, w_2, b_2, ln2 in self.layers:
+            qkv = torch.addmm(b_qkv, x, w_qkv.t())  # (N, 3H)
+            qkv = qkv.view(B, T, 3, heads, H // heads).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, d)
+            a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
+            a = a.transpose(1, 2).reshape(B * T, H)
+            y = x + b_o
+            y.addmm_(a, w_o.t())  # residual + bias + projection, no extra copy
+            x = F.layer_norm(y, (H,), *ln1)
+            h = _gelu_(torch.addmm(b_i, x, w_i.t()))  # (N, I)
+            y = x + b_2
+            y.addmm_(h, w_2.t())
+            x = F.layer_norm(y, (H,), *ln2)
+            if all_states:
+                states.append(x.view(B, T, H))
+        return states if all_states else [x.view(B, T, H)]
+
+
+def _gelu_(x):
+    """Exact (erf) GELU, in place where torch has it."""
+    import torch
+
+    op = getattr(torch.ops.aten, "gelu_", None)
+    if op is not None:
+        try:
+            return op(x)
+        except RuntimeError:  # pragma: no cover
+            pass
+    return torch.nn.functional.gelu(x)
