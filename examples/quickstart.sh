@@ -22,7 +22,7 @@ python -c "import numpy as np; v = np.load('$OUT/test_embeddings.npy'); print('e
 
 step "3/5 train: fine-tune a 3-topic classifier (90/10 train/validation split)"
 bertkit train --train "$DATA/topics_train.csv" --text-column text --label-column label \
-    --epochs 2 --output "$OUT/model" --overwrite
+    --epochs 3 --output "$OUT/model" --overwrite
 
 step "4/5 evaluate on the held-out test file"
 bertkit evaluate --model "$OUT/model" --data "$DATA/topics_test.csv" \

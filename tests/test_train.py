@@ -190,7 +190,7 @@ def test_resume_refuses_other_settings(tiny_model_dir, tmp_path):
 def test_linear_head_and_frozen_encoder(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    clf = train_tiny(tiny_model_dir, tmp_path / "lin", head="linear", freeze_encoder=True, epochs=1)
+    clf = train_tiny(tiny_model_dir, tmp_path / "lin", freeze_encoder=True, epochs=1)  # default head
     trained = load_file(str(tmp_path / "lin" / "model.safetensors"))
     base = load_file(os.path.join(tiny_model_dir, "model.safetensors"))
     pooler = trained["bert.pooler.dense.weight"]
@@ -205,7 +205,7 @@ def test_linear_head_and_frozen_encoder(tiny_model_dir, tmp_path):
 def test_mlp_head_trains_the_pooler(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    train_tiny(tiny_model_dir, tmp_path / "mlp", freeze_encoder=True, epochs=1)
+    train_tiny(tiny_model_dir, tmp_path / "mlp", head="mlp", freeze_encoder=True, epochs=1)
     trained = load_file(str(tmp_path / "mlp" / "model.safetensors"))
     base = load_file(os.path.join(tiny_model_dir, "model.safetensors"))
     assert not torch.equal(trained["bert.pooler.dense.weight"], base["pooler.dense.weight"])
@@ -275,3 +275,23 @@ def test_yaml_config(tiny_model_dir, tmp_path):
     bad.write_text("learning_rate: 0.1\n")
     with pytest.raises(InputError, match="Unknown key 'learning_rate'.*valid keys:.*\\blr\\b"):
         Classifier.train(config=bad, output=tmp_path / "z")
+
+
+def test_heads_for_other_architectures():
+    from transformers import (DistilBertConfig, DistilBertForSequenceClassification, RobertaConfig,
+                              RobertaForSequenceClassification)
+
+    from bertkit.heads import apply_head, default_head
+
+    small = dict(vocab_size=50, max_position_embeddings=40, num_labels=3)
+    roberta = RobertaForSequenceClassification(RobertaConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, **small))
+    assert default_head(roberta) == "linear"
+    apply_head(roberta, "linear")
+    assert torch.equal(roberta.classifier.dense.weight, torch.eye(16))
+    assert not roberta.classifier.dense.weight.requires_grad
+    distil = DistilBertForSequenceClassification(DistilBertConfig(
+        dim=16, n_layers=1, n_heads=2, hidden_dim=32, **small))
+    assert default_head(distil) == "mlp"
+    with pytest.raises(InputError, match="--head mlp"):
+        apply_head(distil, "linear")

@@ -4,25 +4,49 @@ Both heads are built inside the model's own ``AutoModelForSequenceClassification
 so a trained folder loads with ``AutoModelForSequenceClassification.from_pretrained(DIR)``
 and gives the same logits as bertkit, with no custom code and no ``trust_remote_code``:
 
-``mlp`` (default; seed 004's head)
+``linear`` (default)
+    [CLS] -> dropout -> one output layer, no hidden layer. BERT's classifier runs [CLS]
+    through its pooler (dense + tanh) first; bertkit sets that dense layer to the identity
+    and freezes it, so the exported ``BertForSequenceClassification`` computes
+    ``W tanh([CLS]) + b``: one linear layer on the (squashed) [CLS] vector. RoBERTa-style
+    heads (dense + tanh + out_proj) are treated the same way.
+
+``mlp`` (seed 004's head)
     [CLS] -> hidden layer (dense + tanh) -> dropout -> output layer. For BERT this is
     ``BertForSequenceClassification`` as it is: the hidden layer is BERT's pooler, which
-    starts from the checkpoint's pre-trained pooler when it has one (as seed 004 starts its
-    hidden layer from the pre-trained model). RoBERTa/DistilBERT-style models use their
-    own dense + activation + output head, which has the same shape.
+    starts from the checkpoint's pre-trained pooler (as seed 004 starts its hidden layer
+    from the pre-trained model). Other architectures use their own head, which has this
+    shape (DistilBERT: dense + ReLU).
 
-``linear``
-    [CLS] -> dropout -> one output layer, no hidden layer. For BERT the pooler's dense layer
-    is set to the identity and frozen, so the exported model computes
-    ``W tanh([CLS]) + b``: one linear layer on the (squashed) [CLS] vector, saved as a
-    standard ``BertForSequenceClassification``.
+Why linear is the default: the bundled model is a sentence-embedding model trained with
+mean pooling, so its pre-trained pooler is stale (its [CLS]/pooler vectors score about 7
+points lower on STS-B, see benchmarks/README.md); on CoLA the linear head was as good on
+the validation split and better out of domain (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 from .errors import InputError
 
-HEADS = ("mlp", "linear")
+HEADS = ("linear", "mlp")
+
+
+def _hidden_layer(model):
+    """The dense layer between [CLS] and the output layer (followed by tanh), or None."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    pooler = getattr(base, "pooler", None)
+    if pooler is not None and hasattr(pooler, "dense") and hasattr(model, "classifier") \
+            and hasattr(model.classifier, "weight"):
+        return pooler.dense  # BERT: pooler (dense + tanh) -> classifier
+    head = getattr(model, "classifier", None)
+    if head is not None and hasattr(head, "dense") and hasattr(head, "out_proj"):
+        return head.dense  # RoBERTa-style: dense + tanh -> out_proj
+    return None
+
+
+def default_head(model) -> str:
+    """``linear`` where the model's head allows it, else ``mlp`` (the model's own head)."""
+    return "linear" if _hidden_layer(model) is not None else "mlp"
 
 
 def apply_head(model, head: str) -> None:
@@ -33,12 +57,11 @@ def apply_head(model, head: str) -> None:
         return
     if head != "linear":
         raise InputError(f"--head must be one of {', '.join(HEADS)}; got {head!r}.")
-    pooler = getattr(getattr(model, "bert", None), "pooler", None)
-    dense = getattr(pooler, "dense", None)
+    dense = _hidden_layer(model)
     if dense is None:
         raise InputError(
-            f"--head linear needs a BERT model with a pooler; {type(model).__name__} has its "
-            "own classification head. Use --head mlp (that head) instead.")
+            f"--head linear needs a BERT- or RoBERTa-style head; {type(model).__name__} has "
+            "another one. Use --head mlp (the model's own head) instead.")
     with torch.no_grad():
         dense.weight.copy_(torch.eye(dense.weight.shape[0], dtype=dense.weight.dtype))
         dense.bias.zero_()

@@ -60,7 +60,8 @@ class TrainConfig:
     grad_clip: float = 1.0            # max gradient norm; 0 disables clipping
     grad_accum: int = 1               # batches per optimizer step
     seed: int = 42
-    head: str = "mlp"                 # mlp (hidden layer + output on [CLS]) or linear
+    head: str | None = None           # linear (output layer on [CLS]) or mlp (hidden layer +
+                                      # output); None: linear where the model's head allows
     freeze_encoder: bool = False      # train the head only
     class_weights: str = "none"       # auto: weight classes by inverse frequency
     early_stopping: int | None = None  # stop after N epochs without a better validation metric
@@ -89,7 +90,8 @@ class TrainConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be a number {bound}; got {value!r}.")
         from .heads import HEADS
 
-        check_choice("head", self.head, HEADS, where)
+        if self.head is not None:
+            check_choice("head", self.head, HEADS, where)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS, where)
         check_choice("metric", self.metric, METRIC_CHOICES, where)
         check_choice("precision", self.precision, PRECISIONS, where)
@@ -366,7 +368,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     from tqdm.auto import tqdm
 
     from .evaluate import classification_metrics, plot_confusion
-    from .heads import apply_head, freeze_encoder
+    from .heads import apply_head, default_head, freeze_encoder
     from .io import write_json
     from .labelled import encode_labels
     from .labelled import label_names as make_label_names
@@ -425,6 +427,8 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
             say(f"Note: {enc.n_truncated} of {len(enc)} {name} examples are longer than "
                 f"--max-length {config.max_length} tokens and were cut (longer text of a pair first).")
 
+    if config.head is None:
+        config = dataclasses.replace(config, head=default_head(model))
     apply_head(model, config.head)
     if config.freeze_encoder:
         freeze_encoder(model)

@@ -70,9 +70,10 @@ def _explicit(ctx, names) -> dict:
 @click.option("--grad-accum", type=click.IntRange(min=1), default=None,
               help=f"Batches per optimizer step (default {_D['grad_accum']}).")
 @click.option("--seed", type=int, default=None, help=f"Random seed (default {_D['seed']}).")
-@click.option("--head", type=click.Choice(["mlp", "linear"]), default=None,
-              help="mlp: hidden layer + output on [CLS] (seed 004; BERT's own head); "
-                   "linear: one output layer on [CLS] (default mlp).")
+@click.option("--head", type=click.Choice(["linear", "mlp"]), default=None,
+              help="linear: one output layer on [CLS]; mlp: hidden layer + output on [CLS] "
+                   "(seed 004; BERT's own head). Default linear (mlp for models whose head "
+                   "cannot be linear, e.g. DistilBERT).")
 @click.option("--freeze-encoder", is_flag=True, default=None, help="Train the head only.")
 @click.option("--class-weights", type=click.Choice(["none", "auto"]), default=None,
               help="auto: weight the loss by inverse class frequency (default none).")
