@@ -41,6 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+# As the bertkit CLI does (see cli/train_cmd.py): idle OpenMP threads sleep instead of
+# spinning, so a shared CPU does not slow both tools down many times. Applies to both.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("BERTKIT_DATASETS", ROOT.parent / "shared" / "datasets"))
 RESULTS = ROOT / "benchmarks" / "results" / "finetune.json"
