@@ -110,6 +110,7 @@ def test_output_folder(trained):
                  "stats.csv", "learning_curves.png", "confusion_matrix.png", "tokenizer.json"):
         assert name in names
     assert "checkpoints" not in names  # removed once the run finished
+    assert os.stat(out / "model.safetensors").st_mode & 0o044  # readable by others, as usual
     config = json.load(open(out / "config.json"))
     assert config["id2label"] == {"0": "food", "1": "sky", "2": "sport"}
     args = json.load(open(out / "training_args.json"))

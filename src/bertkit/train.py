@@ -705,7 +705,10 @@ def _export(model, tokenizer, out: Path, best_dir: Path | None, run_info: dict, 
     else:
         model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
     for f in sorted(tmp.iterdir()):
+        os.chmod(f, 0o666 & ~umask)  # some writers leave temporary files' 0600
         os.replace(f, out / f.name)
     shutil.rmtree(tmp, ignore_errors=True)
 
