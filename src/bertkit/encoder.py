@@ -163,7 +163,7 @@ class Encoder:
                 f"layers={self.n_states - 1}, hidden={self.hidden_size}, max_length={self.max_length})")
 
     # ------------------------------------------------------------------ public API
-    def dimension(self, layers="-1", layer_agg: str = "concat", pooling: str = "mean") -> int:
+    def dimension(self, layers="-1", layer_agg: str = "concat") -> int:
         """Width of the vectors :meth:`encode` returns for these options."""
         idx = parse_layers(layers, self.n_states, "encode")
         check_choice("layer_agg", layer_agg, LAYER_AGGS, "encode")
