@@ -88,3 +88,15 @@ def default_model_dir() -> str:
     from bertkit.models import default_model_path
 
     return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def shared_datasets():
+    """``../shared/datasets`` beside the project, when present (benchmark data; users'
+    clones do not have it, so tests that use it skip there)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+    if not folder.is_dir():
+        pytest.skip("../shared/datasets is not here (only developers' machines and CI have it)")
+    return folder

@@ -236,9 +236,9 @@ def test_bad_usage_is_one_error_line(run, tmp_path):
 
 
 @pytest.mark.integration
-def test_sst2_dev_shapes(tmp_path):
+def test_sst2_dev_shapes(tmp_path, shared_datasets):
     """The issue's must-show, on the first 200 rows (the full file is run by hand)."""
-    rows = open("../shared/datasets/sst2/dev.tsv", encoding="utf-8").read().splitlines()[:201]
+    rows = open(shared_datasets / "sst2" / "dev.tsv", encoding="utf-8").read().splitlines()[:201]
     src = tmp_path / "dev.tsv"
     src.write_text("\n".join(rows) + "\n", encoding="utf-8")
     runner = CliRunner()

@@ -258,7 +258,11 @@ def test_real_model_equals_sentence_transformers(real, default_model_dir):
     import pandas as pd
     from sentence_transformers import SentenceTransformer
 
-    texts = pd.read_csv("../shared/datasets/sst2/dev.tsv", sep="\t")["sentence"].tolist()[:96]
+    from bertkit.labelled import example_data
+
+    # the shipped example sentences, plus longer ones built from them (lengths vary)
+    base = pd.read_csv(f"{example_data()}/topics_test.csv")["text"].tolist()[:64]
+    texts = base + [" ".join(base[i:i + 4]) for i in range(0, 64, 2)]
     st = SentenceTransformer(default_model_dir, device="cpu").encode(texts, batch_size=32)
     ours = real.encode(texts, normalize=True)
     cos = (st * ours).sum(1) / np.linalg.norm(st, axis=1) / np.linalg.norm(ours, axis=1)
