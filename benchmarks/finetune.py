@@ -236,7 +236,7 @@ def run_task(name: str, args) -> dict:
         print(f"{system:<11} {r['examples_per_s']:7.1f} examples/s  {spec['metric']} "
               f"{r['test'][spec['metric']]:.4f}  accuracy {r['test']['accuracy']:.4f}  "
               f"({time.time() - t0:.0f} s)", flush=True)
-        save({name: record})
+        save({name if args.seed == 42 else f"{name}-seed{args.seed}": record})
     return record
 
 
@@ -264,18 +264,18 @@ def run_speed(args) -> dict:
 
 def table() -> str:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    lines = ["| task (train / test) | metric | system | lr, epochs | precision | examples/s | metric on test | accuracy |",
-             "|---|---|---|---|---|---:|---:|---:|"]
-    for name in TASKS:
-        rec = data.get(name)
-        if not rec:
-            continue
+    lines = ["| task (train / test) | metric | system | lr, epochs | seed | precision | examples/s | metric on test | accuracy |",
+             "|---|---|---|---|---:|---|---:|---:|---:|"]
+    keys = sorted((k for k in data if k.split("-seed")[0] in TASKS),
+                  key=lambda k: (list(TASKS).index(k.split("-seed")[0]), data[k]["seed"]))
+    for key in keys:
+        rec = data[key]
         for system, r in rec["runs"].items():
             c = r["config"]
             lines.append(
-                f"| {name} ({rec['n_train'] + rec['n_validation']:,} / {rec['n_test']:,}) | {rec['metric']} | "
-                f"{system} | {c['lr']:g}, {c['epochs']} | {r['precision']} | {r['examples_per_s']:.1f} | "
-                f"{r['test'][rec['metric']]:.4f} | {r['test']['accuracy']:.4f} |")
+                f"| {rec['task']} ({rec['n_train'] + rec['n_validation']:,} / {rec['n_test']:,}) | "
+                f"{rec['metric']} | {system} | {c['lr']:g}, {c['epochs']} | {rec['seed']} | {r['precision']} | "
+                f"{r['examples_per_s']:.1f} | {r['test'][rec['metric']]:.4f} | {r['test']['accuracy']:.4f} |")
     if "speed" in data:
         s = data["speed"]["examples_per_s"]
         lines += ["", f"Speed, CoLA {data['speed']['n_train']:,} sentences, lr 5e-5, batch 32, 1 epoch "
