@@ -33,6 +33,7 @@ import numpy as np
 
 from ._validate import check_choice
 from .errors import InputError
+from .io import replace_dir
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CLASS_WEIGHTS = ("none", "auto")
@@ -307,18 +308,6 @@ def _make_accelerator(**kwargs):
     return Accelerator(**kwargs)
 
 
-def _swap_dir(tmp: Path, final: Path) -> None:
-    """Replace ``final`` with the complete folder ``tmp`` (rename, never a half state)."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -507,7 +496,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
         accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()
         if is_main:
-            _swap_dir(tmp, last_dir)
+            replace_dir(tmp, last_dir)
         accelerator.wait_for_everyone()
 
     def save_best():
@@ -515,7 +504,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
             tmp = ckpt_dir / ".best.partial"
             shutil.rmtree(tmp, ignore_errors=True)
             accelerator.unwrap_model(model).save_pretrained(tmp)
-            _swap_dir(tmp, best_dir)
+            replace_dir(tmp, best_dir)
         accelerator.wait_for_everyone()
 
     @torch.no_grad()
