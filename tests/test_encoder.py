@@ -293,3 +293,19 @@ def test_fast_path_is_only_for_plain_bert(tiny):
         assert not _FastBert.supports(tiny.model)
     finally:
         tiny.model.eval()
+
+
+def test_fast_path_without_onednn_packing_and_after_weight_changes(tiny_model_dir):
+    enc = Encoder(tiny_model_dir, device="cpu")
+    base = enc.encode(TEXTS, layers="all")
+    fast = enc._fast_forward()
+    packed, fast.packed = fast.packed, None  # the plain addmm route
+    np.testing.assert_allclose(enc.encode(TEXTS, layers="all"), base, rtol=1e-4, atol=1e-5)
+    fast.packed = packed
+    # an in-place weight change (as an optimizer step makes) is seen at once
+    with torch.no_grad():
+        enc.model.encoder.layer[0].intermediate.dense.weight.mul_(0.5)
+    assert enc._fast_forward() is not fast
+    states = _states(enc, TEXTS[2])
+    got = enc.encode(TEXTS[2], layers="all", layer_agg="mean")
+    assert _cos(got, _reference(enc, states, "mean", "all", "mean")) >= 0.99999

@@ -156,6 +156,7 @@ class Encoder:
         else:  # pragma: no cover - slow tokenizers: assume [CLS] ... [SEP]
             self.n_prefix, self.n_suffix = 1, len(probe["input_ids"]) - 2
         self.workers = workers
+        self._fast = None  # (parameter versions, _FastBert)
         self.last_stats: dict = {}
 
     def __repr__(self) -> str:
@@ -300,7 +301,7 @@ class Encoder:
         batches = self._batches(pieces, batch_size, max_tokens)
         bar = self._progress_bar(progress, len(pieces), len(batches))
         n_tokens = 0
-        fast = _FastBert(self.model) if self.fast_path and _FastBert.supports(self.model) else None
+        fast = self._fast_forward()
         runner = self._run(batches, pieces, opts, fast)
         try:
             for batch, (tok, pooled, lengths) in zip(batches, runner):
@@ -418,6 +419,15 @@ class Encoder:
         if cur:
             batches.append(cur)
         return batches
+
+    def _fast_forward(self):
+        """The :class:`_FastBert` of the model (rebuilt when any parameter changed), or None."""
+        if not (self.fast_path and _FastBert.supports(self.model)):
+            return None
+        key = tuple((p.data_ptr(), p._version, str(p.device), p.dtype) for p in self.model.parameters())
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, _FastBert(self.model))
+        return self._fast[1]
 
     def _run(self, batches, pieces, opts, fast=None):
         """Yield ``_forward``'s result for each batch, in order.
@@ -606,12 +616,18 @@ class _FastBert:
     The Hugging Face forward spends milliseconds per call in Python (mask building, output
     bookkeeping, ~15 module calls per layer); on the short batches that CPUs like, that is
     ~10% of the time and, with several worker threads, contention for the GIL. This runs
-    the same operations with the model's own weights (query, key and value fused into one
-    matrix product, built anew for every ``encode`` call so it never goes stale) and returns
-    the hidden states. Only plain ``BertModel``s with absolute positions and exact GELU are
-    accepted (:meth:`supports`); anything else goes through the model itself. Tests check
-    it against the Hugging Face forward.
+    the same operations with the model's own weights and returns the hidden states:
+    query, key and value fused into one matrix product, bias and residual added in the same
+    product, and on a CPU with oneDNN the weight matrices packed once into its blocked
+    layout (``torch.ops.mkldnn``; used only after a numeric self-check, else plain
+    ``addmm``). :class:`Encoder` rebuilds it whenever a parameter changes, so it never goes
+    stale. Only plain ``BertModel`` models with absolute positions and exact GELU are accepted
+    (:meth:`supports`); anything else goes through the model itself. Tests check it
+    against the Hugging Face forward.
     """
+
+    #: the batch size oneDNN's weight packing is tuned for (tokens; any size works)
+    pack_hint = 256
 
     def __init__(self, model):
         import torch
@@ -634,6 +650,32 @@ class _FastBert:
                                 (out.LayerNorm.weight, out.LayerNorm.bias, out.LayerNorm.eps),
                                 mid.weight, mid.bias, end.dense.weight, end.dense.bias,
                                 (end.LayerNorm.weight, end.LayerNorm.bias, end.LayerNorm.eps)))
+        self.packed = self._pack() if self.word.device.type == "cpu" else None
+
+    def _pack(self):
+        """oneDNN-packed weights per layer (qkv, out, intermediate, output), or None when
+        torch lacks the ops or their results differ from ``F.linear``."""
+        import torch
+        import torch.nn.functional as F
+
+        if self.word.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+            return None
+        try:
+            reorder = torch.ops.mkldnn._reorder_linear_weight
+            linear = torch.ops.mkldnn._linear_pointwise
+            with torch.inference_mode():
+                packed = [tuple(reorder(w, self.pack_hint) for w in (lay[0], lay[2], lay[5], lay[7]))
+                          for lay in self.layers]
+                # self-check on the first layer: plain and with a residual added
+                w_qkv, b_qkv, w_o, b_o = self.layers[0][:4]
+                x = torch.randn(7, self.hidden, generator=torch.Generator().manual_seed(0))
+                ok = torch.allclose(linear(x, packed[0][0], b_qkv, "none", [], ""),
+                                    F.linear(x, w_qkv, b_qkv), rtol=1e-4, atol=1e-5)
+                ok = ok and torch.allclose(linear.binary(x, x, packed[0][1], b_o, "add"),
+                                           F.linear(x, w_o, b_o) + x, rtol=1e-4, atol=1e-5)
+            return packed if ok else None
+        except (AttributeError, RuntimeError, TypeError):
+            return None
 
     @staticmethod
     def supports(model) -> bool:
@@ -663,17 +705,30 @@ class _FastBert:
         x = F.layer_norm(x + self.pos[:T], (H,), *self.emb_ln).view(B * T, H)  # (N, H)
         attn_mask = None if mask is None else mask[:, None, None, :].bool()  # (B, 1, 1, T)
         states = [x.view(B, T, H)] if all_states else []
-        for w_qkv, b_qkv, w_o, b_o, ln1, w_i, b_i, w_2, b_2, ln2 in self.layers:
-            qkv = torch.addmm(b_qkv, x, w_qkv.t())  # (N, 3H)
+        packed = self.packed or [None] * len(self.layers)
+        if self.packed is not None:
+            linear = torch.ops.mkldnn._linear_pointwise
+        for (w_qkv, b_qkv, w_o, b_o, ln1, w_i, b_i, w_2, b_2, ln2), pk in zip(self.layers, packed):
+            if pk is not None:  # oneDNN, packed weights; residual added in the product
+                qkv = linear(x, pk[0], b_qkv, "none", [], "")  # (N, 3H)
+            else:
+                qkv = torch.addmm(b_qkv, x, w_qkv.t())
             qkv = qkv.view(B, T, 3, heads, H // heads).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, d)
             a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
             a = a.transpose(1, 2).reshape(B * T, H)
-            y = x + b_o
-            y.addmm_(a, w_o.t())  # residual + bias + projection, no extra copy
+            if pk is not None:
+                y = linear.binary(a, x, pk[1], b_o, "add")
+            else:
+                y = x + b_o
+                y.addmm_(a, w_o.t())  # residual + bias + projection, no extra copy
             x = F.layer_norm(y, (H,), *ln1)
-            h = _gelu_(torch.addmm(b_i, x, w_i.t()))  # (N, I)
-            y = x + b_2
-            y.addmm_(h, w_2.t())
+            if pk is not None:
+                h = _gelu_(linear(x, pk[2], b_i, "none", [], ""))  # (N, I)
+                y = linear.binary(h, x, pk[3], b_2, "add")
+            else:
+                h = _gelu_(torch.addmm(b_i, x, w_i.t()))
+                y = x + b_2
+                y.addmm_(h, w_2.t())
             x = F.layer_norm(y, (H,), *ln2)
             if all_states:
                 states.append(x.view(B, T, H))
