@@ -16,12 +16,10 @@ back in input order, so they do not depend on batch size or grouping.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -619,8 +617,8 @@ class _FastBert:
     the same operations with the model's own weights and returns the hidden states:
     query, key and value fused into one matrix product, bias and residual added in the same
     product, and on a CPU with oneDNN the weight matrices packed once into its blocked
-    layout (``torch.ops.mkldnn``; used only after a numeric self-check, else plain
-    ``addmm``). :class:`Encoder` rebuilds it whenever a parameter changes, so it never goes
+    layout (``torch.ops.mkldnn``, with the exact GELU fused into its product; used only
+    after a numeric self-check, else plain ``addmm``). :class:`Encoder` rebuilds it whenever a parameter changes, so it never goes
     stale. Only plain ``BertModel`` models with absolute positions and exact GELU are accepted
     (:meth:`supports`); anything else goes through the model itself. Tests check it
     against the Hugging Face forward.
@@ -673,6 +671,9 @@ class _FastBert:
                                     F.linear(x, w_qkv, b_qkv), rtol=1e-4, atol=1e-5)
                 ok = ok and torch.allclose(linear.binary(x, x, packed[0][1], b_o, "add"),
                                            F.linear(x, w_o, b_o) + x, rtol=1e-4, atol=1e-5)
+                w_i, b_i = self.layers[0][5:7]
+                ok = ok and torch.allclose(linear(x, packed[0][2], b_i, "gelu", [], "none"),
+                                           F.gelu(F.linear(x, w_i, b_i)), rtol=1e-4, atol=1e-5)
             return packed if ok else None
         except (AttributeError, RuntimeError, TypeError):
             return None
@@ -723,7 +724,7 @@ class _FastBert:
                 y.addmm_(a, w_o.t())  # residual + bias + projection, no extra copy
             x = F.layer_norm(y, (H,), *ln1)
             if pk is not None:
-                h = _gelu_(linear(x, pk[2], b_i, "none", [], ""))  # (N, I)
+                h = linear(x, pk[2], b_i, "gelu", [], "none")  # (N, I), exact (erf) GELU fused
                 y = linear.binary(h, x, pk[3], b_2, "add")
             else:
                 h = _gelu_(torch.addmm(b_i, x, w_i.t()))
