@@ -413,8 +413,9 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
                if validation is not None else None)
     for name, enc in (("training", enc_train), ("validation", enc_val)):
         if enc is not None and enc.n_truncated:
+            how = " (the longer text of a pair first)" if train.pairs is not None else ""
             say(f"Note: {enc.n_truncated} of {len(enc)} {name} examples are longer than "
-                f"--max-length {config.max_length} tokens and were cut (longer text of a pair first).")
+                f"--max-length {config.max_length} tokens and were cut{how}.")
 
     if config.head is None:
         config = dataclasses.replace(config, head=default_head(model))
