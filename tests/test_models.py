@@ -26,7 +26,13 @@ def test_missing_folder_is_one_clear_error():
 
 def test_hub_id_is_passed_through():
     assert resolve_model("bert-base-uncased") == "bert-base-uncased"
-    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert resolve_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+def test_default_model_names_load_the_bundled_copy(default_model_dir):
+    # Encoder.model_name of the default is recorded in index metadata; it must load offline.
+    assert resolve_model("all-MiniLM-L6-v2") == default_model_dir
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == default_model_dir
 
 
 def test_uncached_hub_id_offline_fails_fast(monkeypatch):

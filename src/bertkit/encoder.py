@@ -337,7 +337,7 @@ class Encoder:
             warnings.warn(
                 f"{len(truncated)} of {len(texts)} texts were longer than the model's limit of "
                 f"{self.max_length} tokens and were cut (first indices: {first}); pass "
-                "long='window' to cover them whole.", UserWarning, stacklevel=2)
+                "long='window' (on the command line: --long window) to cover them whole.", UserWarning, stacklevel=2)
         if single:
             return result[0]
         return result

@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import InputError, ModelLoadError
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_MODEL_ALIASES = (DEFAULT_MODEL_NAME, "sentence-transformers/" + DEFAULT_MODEL_NAME)
 # Hub ids look like "name" or "org/name"; anything else that does not exist is a bad path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -55,6 +56,10 @@ def resolve_model(model: str | os.PathLike | None = None) -> str:
     text = os.path.expanduser(str(model))
     if os.path.isdir(text):
         return check_model_folder(text)
+    if text in DEFAULT_MODEL_ALIASES:
+        # The bundled weights are the published ones (same sha256), so the names that
+        # bertkit records for the default (e.g. in an index's metadata) load offline.
+        return check_model_folder(default_model_path())
     looks_like_path = (
         os.path.isabs(text) or text.startswith((".", "~")) or os.sep + os.sep in text
         or not _HUB_ID.match(text)
