@@ -11,7 +11,8 @@ import torch
 
 from bertkit import Classifier
 from bertkit.errors import DataError, InputError
-from bertkit.train import LengthGroupedBatches, TrainConfig, lr_factor, main_metric, stats_table
+from bertkit.train import (LengthGroupedBatches, TrainConfig, lr_factor, main_metric, make_optimizer,
+                           stats_table)
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 TOPICS = os.path.join(FIX, "train_topics.csv")
@@ -80,6 +81,27 @@ def test_schedule_and_metric_choice():
     assert main_metric("auto", {"a": 70, "b": 30}) == "mcc"
     assert main_metric("auto", {"a": 50, "b": 45, "c": 48}) == "accuracy"
     assert main_metric("f1_macro", {"a": 1, "b": 9}) == "f1_macro"
+
+
+def test_optimizer_is_fused_adamw_with_the_same_maths():
+    def params():
+        g = torch.Generator().manual_seed(0)
+        return [torch.nn.Parameter(torch.randn(5, 3, generator=g)), torch.nn.Parameter(torch.randn(3, generator=g))]
+
+    a, b = params(), params()
+    fused = make_optimizer([a[0]], [a[1]], lr=1e-2, weight_decay=0.1)
+    plain = torch.optim.AdamW([{"params": [b[0]], "weight_decay": 0.1}, {"params": [b[1]], "weight_decay": 0.0}],
+                              lr=1e-2, foreach=False)
+    assert fused.defaults["fused"] is True  # torch has the kernel for CPU float32
+    assert [g["weight_decay"] for g in fused.param_groups] == [0.1, 0.0]
+    for step in range(5):
+        for ps, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            (ps[0].sum(0) * ps[1] * (step + 1)).square().sum().backward()
+            opt.step()
+    for x, y, start in zip(a, b, params()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(x, start, atol=1e-3)  # the steps moved the weights
 
 
 def test_config_is_checked():
