@@ -230,13 +230,14 @@ def run_task(name: str, args) -> dict:
     # A rerun of some systems keeps the others' rows when the data are the same.
     old = json.loads(RESULTS.read_text()).get(key) if RESULTS.exists() else None
     if old and all(old.get(k) == record[k] for k in ("n_train", "n_validation", "n_test", "labels", "seed")):
-        record["runs"] = {s: r for s, r in old["runs"].items() if s not in args.systems}
+        record["runs"] = {s: {"env": old["env"], **r} for s, r in old["runs"].items() if s not in args.systems}
     for system in args.systems:
-        t0 = time.time()
+        env, t0 = environment(args.threads), time.time()
         if system == "bertkit":
             r = run_bertkit(train, val, test, labels, seed=args.seed, verbose=True)
         else:
             r = run_peer(train, test, labels, seed=args.seed, **PEERS[system])
+        r["env"] = env  # the load on the machine when this run started is in it
         record["runs"][system] = r
         print(f"{system:<11} {r['examples_per_s']:7.1f} examples/s  {spec['metric']} "
               f"{r['test'][spec['metric']]:.4f}  accuracy {r['test']['accuracy']:.4f}  "
@@ -269,18 +270,19 @@ def run_speed(args) -> dict:
 
 def table() -> str:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    lines = ["| task (train / test) | metric | system | lr, epochs | seed | precision | examples/s | metric on test | accuracy |",
-             "|---|---|---|---|---:|---|---:|---:|---:|"]
+    lines = ["| task (train / test) | metric | system | lr, epochs | seed | precision | examples/s | load at start | metric on test | accuracy |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
     keys = sorted((k for k in data if k.split("-seed")[0] in TASKS),
                   key=lambda k: (list(TASKS).index(k.split("-seed")[0]), data[k]["seed"]))
     for key in keys:
         rec = data[key]
-        for system, r in rec["runs"].items():
+        for system, r in sorted(rec["runs"].items(), key=lambda kv: kv[0] != "bertkit"):
             c = r["config"]
             lines.append(
                 f"| {rec['task']} ({rec['n_train'] + rec['n_validation']:,} / {rec['n_test']:,}) | "
                 f"{rec['metric']} | {system} | {c['lr']:g}, {c['epochs']} | {rec['seed']} | {r['precision']} | "
-                f"{r['examples_per_s']:.1f} | {r['test'][rec['metric']]:.4f} | {r['test']['accuracy']:.4f} |")
+                f"{r['examples_per_s']:.1f} | {r.get('env', rec['env'])['load_avg_start']:.1f} | "
+                f"{r['test'][rec['metric']]:.4f} | {r['test']['accuracy']:.4f} |")
     if "speed" in data:
         s = data["speed"]["examples_per_s"]
         lines += ["", f"Speed, CoLA {data['speed']['n_train']:,} sentences, lr 5e-5, batch 32, 1 epoch "
@@ -288,6 +290,9 @@ def table() -> str:
                   "| system | fp32 examples/s | bf16 examples/s |", "|---|---:|---:|"]
         for system in ("peer", "bertkit"):
             lines.append(f"| {system} | {s.get(system + '-fp32', 0):.1f} | {s.get(system + '-bf16', 0):.1f} |")
+        if s.get("peer-fp32") and s.get("peer-bf16"):
+            lines.append(f"| bertkit / peer | {s.get('bertkit-fp32', 0) / s['peer-fp32']:.2f}x | "
+                         f"{s.get('bertkit-bf16', 0) / s['peer-bf16']:.2f}x |")
     return "\n".join(lines)
 
 
