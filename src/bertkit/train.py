@@ -5,8 +5,9 @@ The same code runs on a CPU, one GPU, or many under ``accelerate launch``/``torc
 
 * batches of similar length (little compute spent on padding), in an order that depends
   only on (seed, epoch);
-* AdamW without weight decay on biases and LayerNorm weights (tensors with < 2 dims),
-  linear warm-up then linear decay, gradient clipping and accumulation;
+* AdamW (the fused kernel where torch has it) without weight decay on biases and
+  LayerNorm weights (tensors with < 2 dims), linear warm-up then linear decay, gradient
+  clipping and accumulation;
 * validation every epoch; the best epoch's weights are kept, with optional early stopping;
 * checkpoints (``save_state``: model, optimizer, scheduler, RNG, and the loop's own
   :class:`TrainState`) written to a temporary folder then renamed, so a kill never leaves a
@@ -670,8 +671,9 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
 def _epoch_line(row: dict, epochs: int, metric: str) -> str:
     text = f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}"
     if "val_loss" in row:
-        text += (f"  val loss {row['val_loss']:.4f}  val {metric} {row['val_' + metric]:.4f}"
-                 f"  (accuracy {row['val_accuracy']:.4f})")
+        text += f"  val loss {row['val_loss']:.4f}  val {metric} {row['val_' + metric]:.4f}"
+        if metric != "accuracy":
+            text += f"  (accuracy {row['val_accuracy']:.4f})"
     return text + f"  [{row['train_time_s']:.0f} s, {row['examples_per_s']:.1f} examples/s]"
 
 
