@@ -69,6 +69,19 @@ def build_tiny_model(folder, *, num_labels: int | None = None, seed: int = 0) ->
     return str(folder)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``):
+    tiny models gain nothing from a second thread, and on a shared 2-core machine two
+    spinning OpenMP threads can be many times slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_transformers():
     from bertkit.models import quiet_transformers

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
 
 from bertkit import Encoder
@@ -15,12 +14,7 @@ TEXTS = ["the bank vault", "the river bank", "granola bars are sweet food", "a c
          "the dog ran in the park", "good movie", "a terrible plot", "i love this film"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

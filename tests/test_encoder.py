@@ -26,14 +26,7 @@ AGGS = ["concat", "sum", "mean"]
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tests run many tiny ops, which a second thread only slows
-    down (badly so when other processes share the CPU)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):

@@ -10,14 +10,7 @@ from bertkit.pooling import (combine_layers, l2_normalize, max_pool, mean_pool, 
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tests run many tiny ops, which a second thread only slows
-    down (badly so when other processes share the CPU)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize("spec, expected", [
     ("-1", [6]), (-1, [6]), ("6", [6]), ("0", [0]), ("-4:", [3, 4, 5, 6]), ("0,3,6", [0, 3, 6]),

@@ -18,14 +18,7 @@ FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 TOPICS = os.path.join(FIX, "train_topics.csv")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine two OpenMP
-    # threads can be many times slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train_tiny(tiny_model_dir, out, **kw):

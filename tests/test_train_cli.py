@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from bertkit.cli import cli
@@ -18,12 +17,7 @@ FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 TOPICS = os.path.join(FIX, "train_topics.csv")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(*args):

@@ -338,10 +338,8 @@ class SearchIndex:
         enc = encoder or self._encoder
         if enc is None:
             from .encoder import Encoder
-            from .models import DEFAULT_MODEL_NAME
 
-            name = self.model.get("name") or None
-            enc = Encoder(None if name == DEFAULT_MODEL_NAME else name)
+            enc = Encoder(self.model.get("name") or None)  # the default's name loads the bundled copy
         if enc is not self._encoder:
             self.check_compatible(encoder=enc)
             self._encoder = enc
