@@ -9,9 +9,9 @@ The same code runs on a CPU, one GPU, or many under ``accelerate launch``/``torc
   LayerNorm weights (tensors with < 2 dims), linear warm-up then linear decay, gradient
   clipping and accumulation;
 * validation every epoch; the best epoch's weights are kept, with optional early stopping;
-* checkpoints (``save_state``: model, optimizer, scheduler, RNG, and the loop's own
-  :class:`TrainState`) written to a temporary folder then renamed, so a kill never leaves a
-  broken one. Dropout is seeded from (seed, step), so ``resume`` ends with exactly the
+* checkpoints (:mod:`bertkit.checkpoint`: model, optimizer, scheduler, RNG and the loop's
+  own :class:`TrainState`, as safetensors and JSON, never pickle) written to a temporary
+  folder then renamed, so a kill never leaves a broken one. Dropout is seeded from (seed, step), so ``resume`` ends with exactly the
   metrics an uninterrupted run gets.
 
 torch is imported inside functions so that ``bertkit --help`` stays fast.
@@ -212,7 +212,7 @@ class _Collate:
 
 class TrainState:
     """Where the loop is (epoch, batch, step), the epoch's running loss, the per-epoch
-    history and the best validation score. Registered with ``register_for_checkpointing``."""
+    history and the best validation score; saved as JSON in every checkpoint."""
 
     def __init__(self):
         self.epoch = 0             # epochs finished
@@ -232,10 +232,17 @@ class TrainState:
         self.fingerprint = ""
 
     def state_dict(self) -> dict:
-        return {"json": json.dumps(self.__dict__)}
+        return dict(self.__dict__)
 
     def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(json.loads(state["json"]))
+        """Take the known fields of ``state`` (from a checkpoint's state.json)."""
+        known = set(TrainState().__dict__)
+        unknown = sorted(set(state) - known)
+        if unknown or set(state) != known:
+            raise InputError(f"The checkpoint's state.json has other fields than this bertkit "
+                             f"writes ({', '.join(unknown) or 'some missing'}); pass --overwrite "
+                             "to start the run over.")
+        self.__dict__.update(state)
 
 
 # ----------------------------------------------------------------------------------------
@@ -378,6 +385,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     from .evaluate import classification_metrics, plot_confusion
     from .heads import apply_head, default_head, freeze_encoder
     from .io import write_json
+    from .checkpoint import load_checkpoint, save_checkpoint, seal_checkpoint
     from .labelled import encode_labels
     from .labelled import label_names as make_label_names
     from .models import load_model, max_length_of, resolve_model, set_threads
@@ -477,7 +485,6 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     if class_weight is not None:
         class_weight = class_weight.to(accelerator.device)
     state = TrainState()
-    accelerator.register_for_checkpointing(state)
 
     run_info = {
         "config": config.to_dict(), "model_resolved": resolved, "labels": labels,
@@ -493,7 +500,11 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
                          enc_val.input_ids if enc_val is not None else None, y_val)
     state.fingerprint = run_fp
     if resume and last_dir.is_dir():
-        accelerator.load_state(str(last_dir))
+        # bertkit's own format (safetensors + JSON): accelerate's load_state would unpickle
+        # files from the run folder, and a crafted pickle runs code.
+        state.load_state_dict(load_checkpoint(
+            last_dir, model=accelerator.unwrap_model(model), optimizer=optimizer,
+            scheduler=scheduler, scaler=accelerator.scaler, process_index=accelerator.process_index))
         if state.fingerprint != run_fp:
             raise InputError(
                 f"The checkpoint in '{last_dir}' was made with other data or settings; resume "
@@ -506,14 +517,17 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_json(ckpt_dir / "run.json", run_info)
 
-    def save_checkpoint():
+    def checkpoint_now():
         tmp = ckpt_dir / ".last.partial"
         if is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
+        save_checkpoint(tmp, model=accelerator.unwrap_model(model), optimizer=optimizer,
+                        scheduler=scheduler, scaler=accelerator.scaler, train_state=state.state_dict(),
+                        process_index=accelerator.process_index, is_main=is_main)
         accelerator.wait_for_everyone()
         if is_main:
+            seal_checkpoint(tmp)
             replace_dir(tmp, last_dir)
         accelerator.wait_for_everyone()
 
@@ -581,7 +595,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
                 if config.save_steps and state.global_step % config.save_steps == 0 and mid_epoch:
                     state.train_time += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    save_checkpoint()
+                    checkpoint_now()
                 if on_step is not None:
                     on_step(state)
         bar.close()
@@ -620,7 +634,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
             state.stopped_early = True
             say(f"Early stopping: no better validation {metric} for {state.bad_epochs} epochs; "
                 f"keeping epoch {state.best_epoch}.")
-        save_checkpoint()
+        checkpoint_now()
         if state.stopped_early:
             break
 
