@@ -311,3 +311,47 @@ def test_heads_for_other_architectures():
     assert default_head(distil) == "mlp"
     with pytest.raises(InputError, match="--head mlp"):
         apply_head(distil, "linear")
+
+
+# ---------------------------------------------------------------------------- --overwrite keeps the old model until the new one is done
+
+
+def _model_files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_overwrite_with_bad_data_keeps_the_old_model(tiny_model_dir, tmp_path):
+    out = tmp_path / "m"
+    train_tiny(tiny_model_dir, out, epochs=1)
+    before = _model_files(out)
+    probs = Classifier(out).predict_proba(["the team won the match"])
+    single = tmp_path / "single.csv"
+    single.write_text("text,label\na good movie,pos\na great film,pos\nfun plot,pos\n")
+    with pytest.raises(InputError, match="single label"):
+        train_tiny(tiny_model_dir, out, epochs=1, train=str(single), overwrite=True)
+    assert _model_files(out) == before  # nothing deleted or changed
+    assert not (out / "checkpoints").exists()
+    assert np.array_equal(Classifier(out).predict_proba(["the team won the match"]), probs)
+
+
+def test_overwrite_killed_midway_leaves_the_old_model_usable(tiny_model_dir, tmp_path):
+    out = tmp_path / "m"
+    train_tiny(tiny_model_dir, out, epochs=1)
+    old_weights = (out / "model.safetensors").read_bytes()
+    old_probs = Classifier(out).predict_proba(["the team won the match"])
+
+    def stop(state):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(tiny_model_dir, out, epochs=2, seed=3, save_steps=2, overwrite=True, on_step=stop)
+    assert (out / "model.safetensors").read_bytes() == old_weights
+    assert (out / "metrics.json").exists()
+    assert np.array_equal(Classifier(out).predict_proba(["the team won the match"]), old_probs)
+    # the new run resumes to its end and then replaces the old model
+    resumed = train_tiny(tiny_model_dir, out, epochs=2, seed=3, save_steps=2, resume=True)
+    assert (out / "model.safetensors").read_bytes() != old_weights
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 2
+    assert resumed.training_result["best_epoch"] in (1, 2)
+    assert not (out / "checkpoints").exists()

@@ -514,6 +514,8 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     elif resume:
         say(f"Note: no checkpoint in '{ckpt_dir}' yet; starting from the beginning.")
     if is_main:
+        if overwrite and not resume:  # everything has been checked: the old run's checkpoints go
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_json(ckpt_dir / "run.json", run_info)
 
@@ -659,18 +661,14 @@ _OUTPUT_FILES = ("config.json", "model.safetensors", "training_args.json", "metr
 
 
 def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an --output that cannot be used; deletes nothing (with --overwrite the old
+    model stays usable until the new run has finished, see :func:`_export`)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--output '{out}' is a file; give a folder.")
     if not out.exists() or overwrite:
-        if overwrite and out.exists():
-            for name in _OUTPUT_FILES + ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                                         "special_tokens_map.json"):
-                if (out / name).exists():
-                    (out / name).unlink()
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
         return
     finished = (out / "metrics.json").exists()
-    has_ckpt = (out / "checkpoints").exists()
+    has_ckpt = (out / "checkpoints" / "last").is_dir()
     if resume:
         if finished and not has_ckpt:
             raise InputError(f"'{out}' holds a finished training run; there is nothing to resume. "
@@ -680,6 +678,12 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
         what = "a finished training run" if finished else "an unfinished training run"
         raise InputError(f"--output '{out}' already holds {what}; pass --resume to continue it, "
                          "--overwrite to start over, or choose another folder.")
+
+
+# Files a training run writes into its folder besides what save_pretrained writes.
+_RUN_FILES = _OUTPUT_FILES + ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                              "merges.txt", "special_tokens_map.json", "added_tokens.json",
+                              "spiece.model", "sentencepiece.bpe.model", "generation_config.json")
 
 
 def _epoch_line(row: dict, epochs: int, metric: str) -> str:
@@ -727,6 +731,13 @@ def _export(model, tokenizer, out: Path, best_dir: Path | None, run_info: dict, 
     else:
         model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    # An earlier run's model (--overwrite) stayed usable until now. From here on the folder
+    # is not a finished run (no metrics.json) until the new metrics.json lands last; a kill
+    # in between leaves the checkpoints, so --resume exports again.
+    new_names = {f.name for f in tmp.iterdir()} | {"training_args.json", "stats.csv", "learning_curves.png"}
+    for name in (n for n in _RUN_FILES if n not in new_names):  # metrics.json among them
+        if (out / name).is_file():
+            (out / name).unlink()
     umask = os.umask(0)
     os.umask(umask)
     for f in sorted(tmp.iterdir()):
