@@ -37,3 +37,62 @@ def test_default_model_info():
     assert info["num_attention_heads"] == 12
     assert info["vocab_size"] == 30522
     assert info["num_parameters"] == 22_713_216
+
+
+def test_plain_folder_has_no_folder_settings(tiny_model_dir):
+    fs = model_info(tiny_model_dir)["folder_settings"]
+    assert fs["source"] is None
+    assert (fs["max_length"], fs["pooling"], fs["normalize"]) == (None, None, None)
+
+
+def test_folder_settings_in_info_and_cli_table(tmp_path, tiny_model_dir):
+    from click.testing import CliRunner
+    from test_model_settings import DENSE, NORMALIZE, POOLING, TRANSFORMER, st_folder
+
+    from bertkit.cli import cli
+
+    folder = st_folder(tmp_path, tiny_model_dir, {
+        "modules.json": [TRANSFORMER, POOLING, DENSE, dict(NORMALIZE, idx=3, path="3_Normalize")],
+        "sentence_bert_config.json": {"max_seq_length": 48},
+        "1_Pooling/config.json": {"pooling_mode": "cls"},
+    })
+    fs = model_info(folder)["folder_settings"]
+    assert (fs["max_length"], fs["pooling"], fs["normalize"]) == (48, "cls", True)
+    assert fs["source"] == "sentence-transformers config"
+    assert fs["unsupported"] == ["Dense module (2_Dense)"]
+    out = CliRunner().invoke(cli, ["info", "--model", folder]).output
+    assert "folder max_length  48 (sentence-transformers config: sentence_bert_config.json)" in out
+    assert "folder pooling     cls (sentence-transformers config: 1_Pooling/config.json)" in out
+    assert "folder normalize   yes (sentence-transformers config: modules.json)" in out
+    assert "not reproduced     Dense module (2_Dense)" in out
+
+
+def test_corrupt_folder_config_is_a_cli_warning(tmp_path, tiny_model_dir):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from bertkit.cli import cli
+
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "modules.json").write_text("[{")
+    result = CliRunner().invoke(cli, ["info", "--model", str(folder), "--json"])
+    assert result.exit_code == 0
+    assert "Warning: modules.json is not valid JSON" in result.stderr
+    assert json.loads(result.stdout)["folder_settings"]["problems"]
+
+
+@pytest.mark.integration
+def test_default_model_folder_settings():
+    from click.testing import CliRunner
+
+    from bertkit.cli import cli
+
+    fs = model_info()["folder_settings"]
+    assert (fs["max_length"], fs["pooling"], fs["normalize"]) == (256, "mean", True)
+    assert fs["source"] == "sentence-transformers config" and fs["unsupported"] == []
+    out = CliRunner().invoke(cli, ["info"]).output
+    assert "folder max_length  256 (sentence-transformers config: sentence_bert_config.json)" in out
+    assert "folder normalize   yes" in out

@@ -40,12 +40,15 @@ def model_info(model=None) -> dict:
     dict with keys ``model``, ``model_type``, ``architecture``, ``num_hidden_layers``,
     ``hidden_size``, ``num_attention_heads``, ``intermediate_size``, ``vocab_size``,
     ``max_position_embeddings``, ``num_hidden_states`` (layers + 1: the embedding output and
-    each layer), ``num_labels`` (None for a bare encoder), ``parameters`` (group -> count)
-    and ``num_parameters`` (total).
+    each layer), ``num_labels`` (None for a bare encoder), ``parameters`` (group -> count),
+    ``num_parameters`` (total) and ``folder_settings`` (what the folder's
+    sentence-transformers config sets, see :func:`folder_settings_summary`).
     """
+    from .model_settings import folder_settings
     from .models import DEFAULT_MODEL_NAME, load_model
 
     net, _ = load_model(model, task="auto", device="cpu")
+    settings = folder_settings(model, warn=False)
     cfg = net.config
     groups = parameter_groups(net)
     is_classifier = "ForSequenceClassification" in type(net).__name__
@@ -64,4 +67,25 @@ def model_info(model=None) -> dict:
         "id2label": {str(k): v for k, v in cfg.id2label.items()} if is_classifier else None,
         "parameters": dict(groups),
         "num_parameters": sum(groups.values()),
+        "folder_settings": folder_settings_summary(settings),
+    }
+
+
+def folder_settings_summary(settings) -> dict:
+    """A :class:`~bertkit.model_settings.FolderSettings` as plain JSON-ready values.
+
+    Keys: ``max_length``, ``pooling``, ``normalize`` (None = not set by the folder),
+    ``source`` ("sentence-transformers config" or None), ``files`` (setting -> file),
+    ``unsupported`` and ``problems`` (lists of str).
+    """
+    from .model_settings import ST_SOURCE
+
+    return {
+        "max_length": settings.max_length,
+        "pooling": settings.pooling,
+        "normalize": settings.normalize,
+        "source": ST_SOURCE if settings.is_sentence_transformers else None,
+        "files": dict(settings.source),
+        "unsupported": list(settings.unsupported),
+        "problems": list(settings.problems),
     }
