@@ -232,7 +232,8 @@ def test_real_model_every_combination_matches_reference(real):
 
 @pytest.mark.integration
 def test_real_model_seed_facts(real):
-    assert real.max_length == 512 and real.hidden_size == 384
+    assert real.max_length == 256 and real.hidden_size == 384  # the folder's max_seq_length
+    assert real.pooling == "mean" and real.normalize is True  # 1_Pooling, Normalize
     assert real.encode("granola bars", level="token").tokens == ["[CLS]", "gran", "##ola", "bars", "[SEP]"]
     assert real.encode(["a", "b"], layers="-4:", layer_agg="concat").shape == (2, 1536)
     assert real.hidden_states("granola bars").shape == (7, 5, 384)
@@ -256,10 +257,16 @@ def test_real_model_equals_sentence_transformers(real, default_model_dir):
     # the shipped example sentences, plus longer ones built from them (lengths vary)
     base = pd.read_csv(f"{example_data()}/topics_test.csv")["text"].tolist()[:64]
     texts = base + [" ".join(base[i:i + 4]) for i in range(0, 64, 2)]
+    # and one text over the folder's max_seq_length (256 tokens): cut where ST cuts it
+    texts.append(" ".join(base[:40]))
+    assert len(real.tokenizer(texts[-1])["input_ids"]) > 300
     st = SentenceTransformer(default_model_dir, device="cpu").encode(texts, batch_size=32)
-    ours = real.encode(texts, normalize=True)
+    with pytest.warns(UserWarning, match="max_seq_length of 256"):
+        ours = real.encode(texts)  # defaults: the folder's length, pooling and normalisation
     cos = (st * ours).sum(1) / np.linalg.norm(st, axis=1) / np.linalg.norm(ours, axis=1)
-    assert cos.min() >= 0.9999
+    assert cos.min() >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
+    assert np.abs(st - ours).max() < 1e-4
 
 
 def test_fast_path_and_workers_give_the_same_vectors(tiny_model_dir, tiny):
@@ -275,17 +282,6 @@ def test_fast_path_and_workers_give_the_same_vectors(tiny_model_dir, tiny):
     np.testing.assert_allclose(np.concatenate([w.vectors for w in words]),
                                np.concatenate([w.vectors for w in tiny.encode(texts, level="word")]),
                                rtol=1e-4, atol=1e-5)
-
-
-def test_fast_path_is_only_for_plain_bert(tiny):
-    from bertkit.encoder import _FastBert
-
-    assert _FastBert.supports(tiny.model)
-    tiny.model.train()
-    try:
-        assert not _FastBert.supports(tiny.model)
-    finally:
-        tiny.model.eval()
 
 
 def test_fast_path_without_onednn_packing_and_after_weight_changes(tiny_model_dir):

@@ -7,11 +7,20 @@
 >>> enc.encode(["a cat"], layers="-4:", layer_agg="concat").shape
 (1, 1536)
 
-How it is fast: the whole input is tokenized once (fast tokenizer, batched), texts are sorted
-by length and batched with dynamic padding (a batch is padded only to its own longest text,
-optionally capped by a token budget), the model runs under ``torch.inference_mode`` and is
-asked for all hidden states only when a layer other than the last is wanted. Results are put
-back in input order, so they do not depend on batch size or grouping.
+:meth:`Encoder.encode` runs one pipeline, read top to bottom:
+
+1. **featurize** (:mod:`bertkit.features`): the whole input is tokenized once; long texts
+   are cut (and counted) or split into windows;
+2. **batch** (:mod:`bertkit.batching`): pieces sorted by length, batched under a token
+   budget and padded only to each batch's longest;
+3. **forward**: a back-end (:mod:`bertkit.backends`: torch, onnx, onnx-int8) gives the
+   requested hidden states; all of them only when a layer other than the last is wanted;
+4. **reduce** (:mod:`bertkit.reduce`): layers combined, pooling, special tokens and
+   normalisation applied once per level; results put back in input order, so they do not
+   depend on batch size or grouping.
+
+Defaults follow the model folder's own settings (:mod:`bertkit.model_settings`): a
+sentence-transformers folder's ``max_seq_length``, pooling and ``Normalize`` module.
 """
 
 from __future__ import annotations
@@ -19,81 +28,16 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from ._validate import check_choice, check_positive_int, check_texts
 from .errors import InputError
-from .pooling import (LAYER_AGGS, POOLINGS, SUBWORDS, combine_layers, l2_normalize, parse_layers,
-                      pool_tokens, pool_words)
+from .features import LONG_MODES, featurize, special_counts
+from .pooling import LAYER_AGGS, POOLINGS, SUBWORDS, combine_layers, parse_layers, pool_tokens
+from .reduce import TokenEmbeddings, WordEmbeddings, reduce_all  # noqa: F401 (re-exported)
 
 LEVELS = ("sentence", "token", "word")
-LONG_MODES = ("truncate", "window")
-
-
-@dataclass
-class TokenEmbeddings:
-    """Token vectors of one text (``level="token"``).
-
-    Attributes
-    ----------
-    text : str
-    tokens : list of str, length n_tokens
-        WordPiece tokens as the model saw them (``[CLS]``/``[SEP]`` included unless
-        ``exclude_special``).
-    offsets : list of (int, int), length n_tokens
-        Character span of each token in ``text`` (``(0, 0)`` for special tokens).
-    vectors : ndarray of shape (n_tokens, dim), float32
-    truncated : bool
-        True when the text was cut to the model's limit (``long="truncate"``).
-    """
-
-    text: str
-    tokens: list
-    offsets: list
-    vectors: np.ndarray
-    truncated: bool = False
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-
-@dataclass
-class WordEmbeddings:
-    """Word vectors of one text (``level="word"``), subword pieces pooled per word.
-
-    Attributes
-    ----------
-    text : str
-    words : list of str, length n_words
-        Words as the tokenizer's pre-tokenizer splits them (punctuation is its own word);
-        ``words[i] == text[offsets[i][0]:offsets[i][1]]``.
-    offsets : list of (int, int), length n_words
-        Character span of each word in ``text``.
-    vectors : ndarray of shape (n_words, dim), float32
-    truncated : bool
-        True when the text was cut to the model's limit (words past the cut are missing).
-    """
-
-    text: str
-    words: list
-    offsets: list
-    vectors: np.ndarray
-    truncated: bool = False
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-
-@dataclass
-class _Piece:
-    """One model input: a whole text, its truncated head, or one window of a long text."""
-
-    text: int  # index of the text
-    ids: list  # token ids, specials included
-    start: int = 0  # position of the first content token within the text's content tokens
-    windowed: bool = False
 
 
 class Encoder:
@@ -106,20 +50,32 @@ class Encoder:
         (see :func:`bertkit.models.resolve_model`).
     device : str or None, default=None
         None/"auto" picks cuda > mps > cpu; or "cpu", "cuda", "cuda:1", "mps".
+    backend : {"torch", "onnx", "onnx-int8"}, default="torch"
+        What runs the model (see :mod:`bertkit.backends`). The ONNX back-ends need
+        ``pip install 'bertkit[onnx]'``; the export is made once and cached.
     workers : int or None, default=None
-        Batches run at once on a CPU, each on one torch thread. None uses torch's thread
-        count (one per core); 1 runs one batch at a time on all of torch's threads. Results
-        are the same either way (up to float rounding); see ``benchmarks/README.md``.
+        Batches run at once on a CPU (torch back-end), each on one torch thread. None
+        uses torch's thread count (one per core); 1 runs one batch at a time on all of
+        torch's threads. Results are the same either way (up to float rounding).
+    max_length : int or None, default=None
+        Longest input in tokens, specials included. None: the folder's
+        ``max_seq_length`` (sentence-transformers config) if it has one, else the
+        model's position limit.
 
     Attributes
     ----------
     model : transformers.PreTrainedModel
-        The encoder, in eval mode.
+        The Hugging Face encoder, in eval mode (the torch back-end runs it).
     tokenizer : PreTrainedTokenizerFast
     config : transformers.PretrainedConfig
     device : torch.device
+    backend : bertkit.backends.Backend
     max_length : int
-        Longest input in tokens (specials included) the model accepts.
+        Longest input in tokens (specials included).
+    pooling, normalize : str, bool
+        Defaults of :meth:`encode` (from the model folder, else "mean" and False).
+    settings : bertkit.model_settings.FolderSettings
+        What the model folder says about its vectors.
     model_name : str
     last_stats : dict
         Counts from the last :meth:`encode` call: ``n_texts``, ``n_truncated``,
@@ -128,38 +84,56 @@ class Encoder:
 
     #: Tokens shared by neighbouring windows with ``long="window"`` (fraction of a window).
     window_overlap = 0.25
-    #: Run BERT models through :class:`_FastBert` (same numbers, less overhead); False
-    #: calls the Hugging Face model itself.
+    #: Run plain BERT models through :mod:`bertkit.fastbert` on the torch back-end (same
+    #: numbers, checked at build); False calls the Hugging Face model itself.
     fast_path = True
     #: Default padded-token cap of a batch on a CPU (``max_tokens=None``).
     cpu_max_tokens = 256
 
-    def __init__(self, model=None, device=None, *, workers: int | None = None):
-        from .models import DEFAULT_MODEL_NAME, load_model, max_length_of
+    def __init__(self, model=None, device=None, *, backend: str = "torch", workers: int | None = None,
+                 max_length: int | None = None):
+        from .backends import BACKENDS, load_backend
+        from .model_settings import folder_settings, resolve_encode_defaults
+        from .models import DEFAULT_MODEL_NAME, load_model, max_length_of, resolve_model
 
+        check_choice("backend", backend, BACKENDS, "Encoder")
+        check_positive_int("max_length", max_length, "Encoder", allow_none=True)
         self.model, self.tokenizer = load_model(model, device=device)
         self.model_name = DEFAULT_MODEL_NAME if model is None else str(model)
         self.config = self.model.config
-        self.device = next(self.model.parameters()).device
-        self.max_length = max_length_of(self.tokenizer, self.config)
+        self.backend_name = backend
+        self.backend = load_backend(self.model if backend == "torch" else resolve_model(model),
+                                    backend=backend, kind="encoder", device=device)
+        self.device = self.backend.device
+        self.settings = folder_settings(resolve_model(model))
+        limit = max_length_of(self.tokenizer, self.config)
+        if max_length is not None and max_length > limit:
+            raise InputError(f"The 'max_length' parameter ({max_length}) is over the model's limit of "
+                             f"{limit} tokens.")
+        defaults = resolve_encode_defaults(self.settings, max_length=max_length, model_limit=limit)
+        self.max_length, self.pooling = defaults["max_length"], defaults["pooling"]
+        self.normalize = bool(defaults["normalize"])
+        self._limit_name = ("max_length" if max_length is not None else "model's limit" if self.max_length == limit
+                            else "model folder's max_seq_length")
+        if defaults["unsupported"]:
+            warnings.warn(f"{self.model_name}'s folder asks for {', '.join(defaults['unsupported'])}, which "
+                          "bertkit does not reproduce; its vectors will differ from sentence-transformers'.",
+                          UserWarning, stacklevel=2)
         self.n_states = int(self.config.num_hidden_layers) + 1
         self.hidden_size = int(self.config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # how many special tokens the tokenizer puts before and after a single text
-        probe = self.tokenizer("a", add_special_tokens=True)
-        if getattr(self.tokenizer, "is_fast", False):
-            word_ids = probe.word_ids()
-            self.n_prefix = next(i for i, w in enumerate(word_ids) if w is not None)
-            self.n_suffix = len(word_ids) - 1 - max(i for i, w in enumerate(word_ids) if w is not None)
-        else:  # pragma: no cover - slow tokenizers: assume [CLS] ... [SEP]
-            self.n_prefix, self.n_suffix = 1, len(probe["input_ids"]) - 2
+        self.n_prefix, self.n_suffix = special_counts(self.tokenizer)
         self.workers = workers
-        self._fast = None  # (parameter versions, _FastBert)
+        self._fast = None  # (parameter versions, FastBert or None)
         self.last_stats: dict = {}
 
     def __repr__(self) -> str:
-        return (f"Encoder(model={self.model_name!r}, device='{self.device}', "
+        return (f"Encoder(model={self.model_name!r}, backend={self.backend_name!r}, device='{self.device}', "
                 f"layers={self.n_states - 1}, hidden={self.hidden_size}, max_length={self.max_length})")
+
+    @property
+    def specials(self) -> tuple:
+        return self.n_prefix, self.n_suffix
 
     # ------------------------------------------------------------------ public API
     def dimension(self, layers="-1", layer_agg: str = "concat") -> int:
@@ -168,22 +142,10 @@ class Encoder:
         check_choice("layer_agg", layer_agg, LAYER_AGGS, "encode")
         return self.hidden_size * (len(idx) if layer_agg == "concat" else 1)
 
-    def encode(
-        self,
-        texts,
-        *,
-        level: str = "sentence",
-        pooling: str = "mean",
-        layers="-1",
-        layer_agg: str = "concat",
-        subword: str = "mean",
-        exclude_special: bool = False,
-        normalize: bool = False,
-        batch_size: int = 64,
-        max_tokens: int | None = None,
-        long: str = "truncate",
-        progress: bool | None = None,
-    ):
+    def encode(self, texts, *, level: str = "sentence", pooling: str | None = None, layers="-1",
+               layer_agg: str = "concat", subword: str = "mean", exclude_special: bool = False,
+               normalize: bool | None = None, batch_size: int = 64, max_tokens: int | None = None,
+               long: str = "truncate", progress: bool | None = None):
         """Embed ``texts``.
 
         Parameters
@@ -194,8 +156,9 @@ class Encoder:
             :class:`~bertkit.errors.InputError` naming the index.
         level : {"sentence", "token", "word"}, default="sentence"
             One vector per text, per WordPiece token, or per word (subword pieces pooled).
-        pooling : {"mean", "cls", "max", "pooler"}, default="mean"
-            How token vectors become a sentence vector (``level="sentence"`` only).
+        pooling : {"mean", "cls", "max", "pooler"} or None, default=None
+            How token vectors become a sentence vector (``level="sentence"`` only). None:
+            the model folder's pooling (``Encoder.pooling``; "mean" when it says nothing).
             "mean" and "max" are mask-aware (padding never counts); "cls" takes the first
             token; "pooler" applies the model's pooler (dense + tanh on ``[CLS]``) to each
             selected layer, then combines them with ``layer_agg``.
@@ -210,10 +173,12 @@ class Encoder:
             How the pieces of a word become its vector (``level="word"``).
         exclude_special : bool, default=False
             Leave the tokenizer's special tokens (``[CLS]``, ``[SEP]``) out of mean/max
-            pooling and out of token-level output (as seed 003 does). Not allowed with
+            pooling and out of token-level output. Not allowed with
             ``pooling="cls"``/``"pooler"``.
-        normalize : bool, default=False
-            Scale every returned vector to unit L2 length.
+        normalize : bool or None, default=None
+            Scale every returned vector to unit L2 length. None: as the model folder says
+            (``Encoder.normalize``: True when it ends in a ``Normalize`` module, as the
+            bundled model does; else False).
         batch_size : int, default=64
             Most texts per forward pass.
         max_tokens : int or None, default=None
@@ -246,7 +211,107 @@ class Encoder:
         >>> w.words, w.vectors.shape
         (['the', 'bank', 'vault'], (3, 384))
         """
+        opts = self._check_options(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg,
+                                   subword=subword, exclude_special=exclude_special,
+                                   normalize=normalize, batch_size=batch_size,
+                                   max_tokens=max_tokens, long=long)
+        normalize = opts.pop("normalize")
+        single = isinstance(texts, str)
+        texts = check_texts(texts)
+        t0 = time.perf_counter()
+        dim = self.hidden_size * (len(opts["layer_idx"]) if layer_agg == "concat" else 1)
+        if not texts:
+            self.last_stats = dict(n_texts=0, n_truncated=0, n_windowed=0, n_tokens=0, n_batches=0,
+                                   seconds=0.0)
+            return np.zeros((0, dim), np.float32) if level == "sentence" else []
+
+        # 1. featurize
+        features = featurize(self.tokenizer, texts, max_length=self.max_length, long=long,
+                             offsets=level != "sentence", specials=self.specials,
+                             overlap=self.window_overlap)
+        if opts["exclude_special"]:
+            self._check_content(texts, features.ids)
+        # 2. batch, 3. forward; whole sentences are pooled per batch, the rest kept per piece
+        from .batching import length_sorted_batches
+
+        if max_tokens is None and self.device.type == "cpu":
+            max_tokens = self.cpu_max_tokens
+        pieces = features.pieces
+        batches = length_sorted_batches([len(p.ids) for p in pieces], batch_size, max_tokens)
+        out = np.zeros((len(texts), dim), np.float32) if level == "sentence" else None
+        piece_tokens, piece_pooled, n_tokens = {}, {}, 0
+        bar = _progress_bar(progress, len(pieces), len(batches))
+        runner = self._run(batches, pieces, opts)
+        try:
+            for batch, (tok, pooled, lengths) in zip(batches, runner):
+                n_tokens += sum(lengths)
+                for row, p in enumerate(batch):
+                    piece = pieces[p]
+                    if level == "sentence" and not piece.windowed:
+                        out[piece.text] = pooled[row]
+                    else:
+                        piece_tokens[p] = tok[row, : lengths[row]].float().cpu().clone()
+                        if pooled is not None:
+                            piece_pooled[p] = pooled[row]
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            runner.close()  # restores torch's thread count if the loop stopped early
+            if bar is not None:
+                bar.close()
+        # 4. reduce
+        result = out
+        if piece_tokens:
+            result = reduce_all(texts, features, piece_tokens, piece_pooled, out, tokenizer=self.tokenizer,
+                                specials=self.specials, level=level, pooling=opts["pooling"],
+                                exclude_special=opts["exclude_special"], subword=subword,
+                                normalize=normalize)
+        if level == "sentence" and normalize:
+            result = (result / np.maximum(np.linalg.norm(result, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        self.last_stats = dict(n_texts=len(texts), n_truncated=len(features.truncated),
+                               n_windowed=len(features.windowed), n_tokens=n_tokens,
+                               n_batches=len(batches), seconds=time.perf_counter() - t0)
+        if features.truncated:
+            warnings.warn(
+                f"{len(features.truncated)} of {len(texts)} texts were longer than the {self._limit_name} of "
+                f"{self.max_length} tokens and were cut (first indices: {sorted(features.truncated)[:5]}); "
+                "pass long='window' (on the command line: --long window) to cover them whole.",
+                UserWarning, stacklevel=2)
+        return result[0] if single else result
+
+    def hidden_states(self, text: str) -> np.ndarray:
+        """All hidden states of one text, for study.
+
+        Parameters
+        ----------
+        text : str
+            A non-empty text; cut to ``max_length`` tokens (with a warning) if longer.
+
+        Returns
+        -------
+        ndarray of shape (num_layers + 1, n_tokens, hidden), float32
+            Index 0 is the embedding output, 1..N the encoder layers; tokens include
+            ``[CLS]`` and ``[SEP]`` (see ``tokenizer.tokenize`` or :func:`bertkit.tokenize`).
+            ``np.transpose(h, (1, 0, 2))`` gives the ``[tokens, layers, hidden]`` layout.
+        """
+        if not isinstance(text, str):
+            raise InputError(f"'text' must be a string, got {type(text).__name__}.")
+        check_texts([text], name="text")
+        ids = self.tokenizer(text, truncation=False, verbose=False)["input_ids"]
+        if len(ids) > self.max_length:
+            warnings.warn(f"the text has {len(ids)} tokens; cut to the {self._limit_name} of "
+                          f"{self.max_length}.", UserWarning, stacklevel=2)
+            ids = ids[: self.max_length - self.n_suffix] + ids[len(ids) - self.n_suffix:]
+        states = self._states(np.asarray([ids], dtype=np.int64), None, all_states=True)
+        return np.stack([s[0].float().cpu().numpy() for s in states])
+
+    # ------------------------------------------------------------------ internals
+    def _check_options(self, *, level, pooling, layers, layer_agg, subword, exclude_special,
+                       normalize, batch_size, max_tokens, long) -> dict:
+        """Validate :meth:`encode`'s options (scikit-learn style messages); fill defaults."""
         where = "encode"
+        pooling = self.pooling if pooling is None else pooling
+        normalize = self.normalize if normalize is None else normalize
         check_choice("level", level, LEVELS, where)
         check_choice("pooling", pooling, POOLINGS, where)
         check_choice("layer_agg", layer_agg, LAYER_AGGS, where)
@@ -262,185 +327,65 @@ class Encoder:
             raise InputError(
                 f"exclude_special=True cannot be used with pooling='{pooling}', which reads the "
                 "[CLS] token; use pooling='mean' or 'max', or leave exclude_special off.")
-        if level == "sentence" and pooling == "pooler" and getattr(self.model, "pooler", None) is None:
-            raise InputError(
-                f"pooling='pooler' needs a model with a pooler layer, and {self.model_name} has none; "
-                "use pooling='cls' or 'mean'.")
+        if level == "sentence" and pooling == "pooler":
+            if getattr(self.model, "pooler", None) is None:
+                raise InputError(
+                    f"pooling='pooler' needs a model with a pooler layer, and {self.model_name} has "
+                    "none; use pooling='cls' or 'mean'.")
+            if self.backend_name != "torch":
+                raise InputError("pooling='pooler' runs the model's pooler in torch; use backend='torch' "
+                                 "(--backend torch) or pooling='cls'.")
         if level != "sentence" and not getattr(self.tokenizer, "is_fast", False):
             raise InputError(f"level='{level}' needs a fast tokenizer (tokenizer.json); this model has a slow one.")
-        single = isinstance(texts, str)
-        texts = check_texts(texts)
-        t0 = time.perf_counter()
-        dim = self.hidden_size * (len(layer_idx) if layer_agg == "concat" else 1)
-        if not texts:
-            self.last_stats = dict(n_texts=0, n_truncated=0, n_windowed=0, n_tokens=0, n_batches=0,
-                                   seconds=0.0)
-            return np.zeros((0, dim), np.float32) if level == "sentence" else []
+        return dict(level=level, pooling=pooling, layer_idx=layer_idx, layer_agg=layer_agg,
+                    exclude_special=bool(exclude_special), normalize=bool(normalize))
 
-        opts = dict(level=level, pooling=pooling, layer_idx=layer_idx, layer_agg=layer_agg,
-                    exclude_special=exclude_special)
-        enc = self._tokenize(texts, offsets=level != "sentence")
-        all_ids = enc["input_ids"]
-        pieces, truncated, windowed = self._make_pieces(all_ids, long)
-        if exclude_special:
-            for i, ids in enumerate(all_ids):
-                if len(ids) <= self.n_prefix + self.n_suffix:
-                    raise InputError(
-                        f"texts[{i}] ({texts[i]!r:.40}) gives no tokens besides the special ones, "
-                        "so there is nothing to pool with exclude_special=True.")
-
-        # results per piece (token vectors, pooler vectors) or straight into the output
-        out = np.zeros((len(texts), dim), np.float32) if level == "sentence" else None
-        keep_tokens = level != "sentence" or bool(windowed)
-        piece_tokens: dict = {}
-        piece_pooled: dict = {}
-        if max_tokens is None and self.device.type == "cpu":
-            max_tokens = self.cpu_max_tokens
-        batches = self._batches(pieces, batch_size, max_tokens)
-        bar = self._progress_bar(progress, len(pieces), len(batches))
-        n_tokens = 0
-        fast = self._fast_forward()
-        runner = self._run(batches, pieces, opts, fast)
-        try:
-            for batch, (tok, pooled, lengths) in zip(batches, runner):
-                n_tokens += sum(lengths)
-                for row, p in enumerate(batch):
-                    piece = pieces[p]
-                    if level == "sentence" and not piece.windowed:
-                        out[piece.text] = pooled[row]
-                    else:
-                        piece_tokens[p] = tok[row, : lengths[row]].float().cpu().clone()
-                        if level == "sentence" and pooling == "pooler":
-                            piece_pooled[p] = pooled[row]
-                if bar is not None:
-                    bar.update(len(batch))
-        finally:
-            runner.close()  # restores torch's thread count if the loop stopped early
-            if bar is not None:
-                bar.close()
-
-        if keep_tokens:
-            result = self._assemble(texts, enc, pieces, piece_tokens, piece_pooled, truncated,
-                                    out=out, subword=subword, normalize=normalize, **opts)
-        else:
-            result = out
-        if level == "sentence" and normalize:
-            norms = np.linalg.norm(result, axis=1, keepdims=True)
-            result = result / np.maximum(norms, 1e-12)
-            result = result.astype(np.float32, copy=False)
-
-        self.last_stats = dict(n_texts=len(texts), n_truncated=len(truncated), n_windowed=len(windowed),
-                               n_tokens=n_tokens, n_batches=len(batches),
-                               seconds=time.perf_counter() - t0)
-        if truncated:
-            first = sorted(truncated)[:5]
-            warnings.warn(
-                f"{len(truncated)} of {len(texts)} texts were longer than the model's limit of "
-                f"{self.max_length} tokens and were cut (first indices: {first}); pass "
-                "long='window' (on the command line: --long window) to cover them whole.", UserWarning, stacklevel=2)
-        if single:
-            return result[0]
-        return result
-
-    def hidden_states(self, text: str) -> np.ndarray:
-        """All hidden states of one text, for study (seed 003's reshaping).
-
-        Parameters
-        ----------
-        text : str
-            A non-empty text; cut to ``max_length`` tokens (with a warning) if longer.
-
-        Returns
-        -------
-        ndarray of shape (num_layers + 1, n_tokens, hidden), float32
-            Index 0 is the embedding output, 1..N the encoder layers; tokens include
-            ``[CLS]`` and ``[SEP]`` (see ``tokenizer.tokenize`` or :func:`bertkit.tokenize`).
-            ``np.transpose(h, (1, 0, 2))`` gives seed 003's ``[tokens, layers, hidden]``.
-        """
-        import torch
-
-        if not isinstance(text, str):
-            raise InputError(f"'text' must be a string, got {type(text).__name__}.")
-        check_texts([text], name="text")
-        ids = self.tokenizer(text, truncation=False, verbose=False)["input_ids"]
-        if len(ids) > self.max_length:
-            warnings.warn(f"the text has {len(ids)} tokens; cut to the model's limit of "
-                          f"{self.max_length}.", UserWarning, stacklevel=2)
-            ids = ids[: self.max_length - self.n_suffix] + ids[len(ids) - self.n_suffix:]
-        with torch.inference_mode():
-            x = torch.tensor([ids], device=self.device)
-            states = self.model(input_ids=x, output_hidden_states=True).hidden_states
-            return torch.stack(states, dim=0)[:, 0].float().cpu().numpy()
-
-    # ------------------------------------------------------------------ internals
-    def _tokenize(self, texts: list, offsets: bool):
-        kwargs = dict(add_special_tokens=True, truncation=False, padding=False, verbose=False,
-                      return_attention_mask=False, return_token_type_ids=False)
-        if offsets:
-            kwargs["return_offsets_mapping"] = True
-        return self.tokenizer(texts, **kwargs)
-
-    def _make_pieces(self, all_ids, long: str):
-        """Split texts into model inputs; returns (pieces, truncated set, windowed set)."""
-        limit, pre, suf = self.max_length, self.n_prefix, self.n_suffix
-        room = limit - pre - suf
-        pieces, truncated, windowed = [], set(), set()
+    def _check_content(self, texts, all_ids) -> None:
         for i, ids in enumerate(all_ids):
-            if len(ids) <= limit:
-                pieces.append(_Piece(i, ids))
-            elif long == "truncate":
-                truncated.add(i)
-                pieces.append(_Piece(i, ids[: pre + room] + ids[len(ids) - suf:]))
-            else:
-                windowed.add(i)
-                head, content, tail = ids[:pre], ids[pre: len(ids) - suf], ids[len(ids) - suf:]
-                step = max(1, room - int(room * self.window_overlap))
-                starts = list(range(0, len(content) - room, step)) + [len(content) - room]
-                for s in starts:
-                    pieces.append(_Piece(i, head + content[s: s + room] + tail, s, True))
-        return pieces, truncated, windowed
-
-    @staticmethod
-    def _batches(pieces, batch_size: int, max_tokens: int | None):
-        """Group piece indices longest first; a batch holds at most ``batch_size`` pieces and
-        (when given) at most ``max_tokens`` padded tokens."""
-        order = sorted(range(len(pieces)), key=lambda p: -len(pieces[p].ids))
-        batches, cur, cur_max = [], [], 0
-        for p in order:
-            n = len(pieces[p].ids)
-            width = max(cur_max, n)
-            if cur and (len(cur) >= batch_size or (max_tokens and (len(cur) + 1) * width > max_tokens)):
-                batches.append(cur)
-                cur, width = [], n
-            cur.append(p)
-            cur_max = width
-        if cur:
-            batches.append(cur)
-        return batches
+            if len(ids) <= self.n_prefix + self.n_suffix:
+                raise InputError(
+                    f"texts[{i}] ({texts[i]!r:.40}) gives no tokens besides the special ones, "
+                    "so there is nothing to pool with exclude_special=True.")
 
     def _fast_forward(self):
-        """The :class:`_FastBert` of the model (rebuilt when any parameter changed), or None."""
-        if not (self.fast_path and _FastBert.supports(self.model)):
+        """The checked FastBert of the model (rebuilt when any parameter changed), or None."""
+        from . import fastbert
+
+        if not self.fast_path or self.backend_name != "torch":
             return None
         key = tuple((p.data_ptr(), p._version, str(p.device), p.dtype) for p in self.model.parameters())
         if self._fast is None or self._fast[0] != key:
-            self._fast = (key, _FastBert(self.model))
+            self._fast = (key, fastbert.build(self.model))
         return self._fast[1]
 
-    def _run(self, batches, pieces, opts, fast=None):
+    def _states(self, input_ids, mask, *, all_states: bool, fast=None) -> list:
+        """The hidden states of one padded batch: all (embeddings first) or just the last."""
+        import torch
+
+        if fast is not None:
+            with torch.inference_mode():
+                return fast(torch.from_numpy(input_ids).to(self.device),
+                            None if mask is None else torch.from_numpy(mask).to(self.device), all_states)
+        out = self.backend.forward(input_ids, mask, None, all_states=all_states)
+        return list(out) if all_states else [out]
+
+    def _run(self, batches, pieces, opts):
         """Yield ``_forward``'s result for each batch, in order.
 
-        On a CPU with several torch threads, batches run on ``workers`` Python threads at
-        once, each with one torch thread (torch's thread count is set to 1 for the call and
-        restored after): small batches keep every core busy without the per-operation
-        synchronisation of intra-op threads, which costs most when other processes share
-        the CPU.
+        On a CPU with several torch threads, batches of the torch back-end run on
+        ``workers`` Python threads at once, each with one torch thread (torch's thread
+        count is set to 1 for the call and restored after): small batches keep every core
+        busy without the per-operation synchronisation of intra-op threads, which costs
+        most when other processes share the CPU. ONNX Runtime uses its own threads.
         """
         import torch
 
+        fast = self._fast_forward()
         workers = self.workers
         if workers is None:
             workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        if self.backend_name != "torch":
+            workers = 1
         workers = max(1, min(int(workers), len(batches)))
         if workers == 1:
             for batch in batches:
@@ -452,10 +397,8 @@ class Encoder:
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="bertkit-encode") as pool:
-                # keep at most 2 batches per worker in flight, so memory stays bounded
-                pending = []
-                it = iter(batches)
-                for batch in it:
+                pending = []  # at most 2 batches per worker in flight: memory stays bounded
+                for batch in batches:
                     pending.append(pool.submit(self._forward, [pieces[p].ids for p in batch], fast, **opts))
                     if len(pending) >= 2 * workers:
                         yield pending.pop(0).result()
@@ -465,285 +408,49 @@ class Encoder:
             torch.set_num_threads(old)
 
     def _forward(self, id_lists, fast=None, *, level, pooling, layer_idx, layer_agg, exclude_special):
-        """Run one padded batch; return (token vectors [B,T,D], pooled [B,D] numpy or None,
-        lengths). ``fast`` is a :class:`_FastBert` for the model, or None for its own forward."""
+        """Run one batch; return (token vectors (B, T, D), pooled (B, D) numpy or None, lengths)."""
         import torch
 
+        from .batching import pad
+
         lengths = [len(ids) for ids in id_lists]
-        width = max(lengths)
-        arr = np.full((len(id_lists), width), self.pad_id, dtype=np.int64)
-        mask_np = np.zeros((len(id_lists), width), dtype=np.int64)
-        for r, ids in enumerate(id_lists):
-            arr[r, : len(ids)] = ids
-            mask_np[r, : len(ids)] = 1
+        arrays = pad(id_lists, self.pad_id)
+        padded = min(lengths) != max(lengths)
         last = self.n_states - 1
         need_states = any(j != last for j in layer_idx)
+        states = self._states(arrays["input_ids"], arrays["attention_mask"] if padded else None,
+                              all_states=need_states, fast=fast)
         with torch.inference_mode():
-            input_ids = torch.from_numpy(arr).to(self.device)
-            mask = torch.from_numpy(mask_np).to(self.device)
-            padded = min(lengths) != width
-            if fast is not None:
-                hidden = fast(input_ids, mask if padded else None, need_states)
-                states = [hidden[-1] if j == last else hidden[j] for j in layer_idx]
-            else:
-                out = self.model(input_ids=input_ids, attention_mask=mask if padded else None,
-                                 output_hidden_states=need_states, return_dict=True)
-                states = [out.last_hidden_state if j == last else out.hidden_states[j] for j in layer_idx]
+            states = [states[-1] if j == last else states[j] for j in layer_idx]
             tok = combine_layers(states, layer_agg)  # (B, T, D)
             pooled = None
             if level == "sentence":
+                mask = torch.from_numpy(arrays["attention_mask"]).to(tok.device)
                 if pooling == "pooler":
                     pooled = combine_layers([self.model.pooler(s) for s in states], layer_agg)
                 else:
-                    pool_mask = mask
                     if exclude_special:
-                        pool_mask = self._content_mask(mask, lengths)
-                    pooled = pool_tokens(tok, pool_mask, pooling)
+                        rows = [_row_mask(n, mask.shape[1], self.specials) for n in lengths]
+                        mask = mask * torch.stack(rows).to(mask)
+                    pooled = pool_tokens(tok, mask, pooling)
                 pooled = pooled.float().cpu().numpy()
         return tok, pooled, lengths
 
-    def _content_mask(self, mask, lengths):
-        """``mask`` with the leading/trailing special tokens of each row set to 0."""
-        mask = mask.clone()
-        mask[:, : self.n_prefix] = 0
-        if self.n_suffix:
-            for r, n in enumerate(lengths):
-                mask[r, n - self.n_suffix: n] = 0
-        return mask
 
-    def _assemble(self, texts, enc, pieces, piece_tokens, piece_pooled, truncated, *, out, level,
-                  pooling, layer_idx, layer_agg, exclude_special, subword, normalize):
-        """Stitch windows back into whole texts and build the requested level's results."""
-        import torch
-
-        by_text: dict = {}
-        for p, piece in enumerate(pieces):
-            if p in piece_tokens:
-                by_text.setdefault(piece.text, []).append(p)
-        pre, suf = self.n_prefix, self.n_suffix
-        results = [] if level != "sentence" else out
-        for i, text in enumerate(texts):
-            plist = by_text.get(i)
-            if plist is None:  # sentence level, already pooled into ``out``
-                continue
-            ids = enc["input_ids"][i]
-            if len(plist) == 1 and not pieces[plist[0]].windowed:
-                vecs = piece_tokens[plist[0]]
-                kept = pieces[plist[0]].ids
-                n_full = len(ids)
-                # positions (into the full tokenization) of the kept tokens
-                if len(kept) == n_full:
-                    positions = list(range(n_full))
-                else:
-                    positions = list(range(len(kept) - suf)) + list(range(n_full - suf, n_full))
-            else:  # windows: average each token over the windows that hold it
-                n_full = len(ids)
-                acc = torch.zeros((n_full, piece_tokens[plist[0]].shape[-1]), dtype=torch.float32)
-                cnt = torch.zeros(n_full, dtype=torch.float32)
-                for p in plist:
-                    piece, v = pieces[p], piece_tokens[p]
-                    n_content = len(piece.ids) - pre - suf
-                    pos = (list(range(pre)) + list(range(pre + piece.start, pre + piece.start + n_content))
-                           + list(range(n_full - suf, n_full)))
-                    idx = torch.tensor(pos)
-                    acc.index_add_(0, idx, v)
-                    cnt.index_add_(0, idx, torch.ones(len(pos)))
-                vecs = acc / cnt.unsqueeze(-1)
-                positions = list(range(n_full))
-            if level == "sentence":
-                if pooling == "pooler":
-                    out[i] = np.mean([piece_pooled[p] for p in plist], axis=0)
-                else:
-                    m = torch.ones((1, len(positions)))
-                    if exclude_special:
-                        m[0, :pre] = 0
-                        if suf:
-                            m[0, len(positions) - suf:] = 0
-                    out[i] = pool_tokens(vecs.unsqueeze(0), m, pooling)[0].numpy()
-                continue
-            if level == "token":
-                keep = list(range(len(positions)))
-                if exclude_special:
-                    keep = keep[pre: len(keep) - suf]
-                tok_ids = [ids[positions[k]] for k in keep]
-                offs = enc["offset_mapping"][i]
-                v = vecs[keep]
-                if normalize:
-                    v = l2_normalize(v)
-                results.append(TokenEmbeddings(
-                    text=text, tokens=self.tokenizer.convert_ids_to_tokens(tok_ids),
-                    offsets=[tuple(offs[positions[k]]) for k in keep],
-                    vectors=v.numpy().astype(np.float32, copy=False), truncated=i in truncated))
-            else:  # word
-                wids_all = enc.word_ids(i)
-                offs = enc["offset_mapping"][i]
-                wids = [wids_all[q] for q in positions]
-                present = sorted({w for w in wids if w is not None})
-                remap = {w: k for k, w in enumerate(present)}
-                wid_t = torch.tensor([remap[w] if w is not None else -1 for w in wids], dtype=torch.long)
-                v = pool_words(vecs, wid_t, len(present), subword)
-                if normalize:
-                    v = l2_normalize(v)
-                spans = [[None, None] for _ in present]
-                for q, w in zip(positions, wids):
-                    if w is None:
-                        continue
-                    s, e = offs[q]
-                    span = spans[remap[w]]
-                    span[0] = s if span[0] is None else min(span[0], s)
-                    span[1] = e if span[1] is None else max(span[1], e)
-                results.append(WordEmbeddings(
-                    text=text, words=[text[s:e] for s, e in spans],
-                    offsets=[(s, e) for s, e in spans],
-                    vectors=v.numpy().astype(np.float32, copy=False), truncated=i in truncated))
-        return results
-
-    @staticmethod
-    def _progress_bar(progress, total: int, n_batches: int):
-        show = progress if progress is not None else (sys.stderr.isatty() and n_batches > 1)
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, unit="text", desc="embed", leave=False, file=sys.stderr)
-
-
-class _FastBert:
-    """A lean inference forward pass of a Hugging Face ``BertModel``, same maths.
-
-    The Hugging Face forward spends milliseconds per call in Python (mask building, output
-    bookkeeping, ~15 module calls per layer); on the short batches that CPUs like, that is
-    ~10% of the time and, with several worker threads, contention for the GIL. This runs
-    the same operations with the model's own weights and returns the hidden states:
-    query, key and value fused into one matrix product, bias and residual added in the same
-    product, and on a CPU with oneDNN the weight matrices packed once into its blocked
-    layout (``torch.ops.mkldnn``, with the exact GELU fused into its product; used only
-    after a numeric self-check, else plain ``addmm``). :class:`Encoder` rebuilds it whenever a parameter changes, so it never goes
-    stale. Only plain ``BertModel`` models with absolute positions and exact GELU are accepted
-    (:meth:`supports`); anything else goes through the model itself. Tests check it
-    against the Hugging Face forward.
-    """
-
-    #: the batch size oneDNN's weight packing is tuned for (tokens; any size works)
-    pack_hint = 256
-
-    def __init__(self, model):
-        import torch
-
-        emb = model.embeddings
-        self.word = emb.word_embeddings.weight
-        self.pos = emb.position_embeddings.weight
-        self.type0 = emb.token_type_embeddings.weight[0]
-        self.emb_ln = (emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps)
-        self.hidden = model.config.hidden_size
-        self.heads = model.config.num_attention_heads
-        self.layers = []
-        for layer in model.encoder.layer:
-            att = layer.attention.self
-            with torch.no_grad():
-                w_qkv = torch.cat([att.query.weight, att.key.weight, att.value.weight])
-                b_qkv = torch.cat([att.query.bias, att.key.bias, att.value.bias])
-            out, mid, end = layer.attention.output, layer.intermediate.dense, layer.output
-            self.layers.append((w_qkv, b_qkv, out.dense.weight, out.dense.bias,
-                                (out.LayerNorm.weight, out.LayerNorm.bias, out.LayerNorm.eps),
-                                mid.weight, mid.bias, end.dense.weight, end.dense.bias,
-                                (end.LayerNorm.weight, end.LayerNorm.bias, end.LayerNorm.eps)))
-        self.packed = self._pack() if self.word.device.type == "cpu" else None
-
-    def _pack(self):
-        """oneDNN-packed weights per layer (qkv, out, intermediate, output), or None when
-        torch lacks the ops or their results differ from ``F.linear``."""
-        import torch
-        import torch.nn.functional as F
-
-        if self.word.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
-            return None
-        try:
-            reorder = torch.ops.mkldnn._reorder_linear_weight
-            linear = torch.ops.mkldnn._linear_pointwise
-            with torch.inference_mode():
-                packed = [tuple(reorder(w, self.pack_hint) for w in (lay[0], lay[2], lay[5], lay[7]))
-                          for lay in self.layers]
-                # self-check on the first layer: plain and with a residual added
-                w_qkv, b_qkv, w_o, b_o = self.layers[0][:4]
-                x = torch.randn(7, self.hidden, generator=torch.Generator().manual_seed(0))
-                ok = torch.allclose(linear(x, packed[0][0], b_qkv, "none", [], ""),
-                                    F.linear(x, w_qkv, b_qkv), rtol=1e-4, atol=1e-5)
-                ok = ok and torch.allclose(linear.binary(x, x, packed[0][1], b_o, "add"),
-                                           F.linear(x, w_o, b_o) + x, rtol=1e-4, atol=1e-5)
-                w_i, b_i = self.layers[0][5:7]
-                ok = ok and torch.allclose(linear(x, packed[0][2], b_i, "gelu", [], "none"),
-                                           F.gelu(F.linear(x, w_i, b_i)), rtol=1e-4, atol=1e-5)
-            return packed if ok else None
-        except (AttributeError, RuntimeError, TypeError):
-            return None
-
-    @staticmethod
-    def supports(model) -> bool:
-        try:
-            from transformers import BertModel
-            from transformers.models.bert.modeling_bert import BertLayer
-        except ImportError:  # pragma: no cover
-            return False
-        cfg = model.config
-        return (type(model) is BertModel and not model.training
-                and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
-                and cfg.hidden_act == "gelu" and not getattr(cfg, "is_decoder", False)
-                and not getattr(cfg, "add_cross_attention", False)
-                and not getattr(cfg, "chunk_size_feed_forward", 0)
-                and cfg.hidden_size % cfg.num_attention_heads == 0
-                and all(type(layer) is BertLayer for layer in model.encoder.layer))
-
-    def __call__(self, input_ids, mask=None, all_states: bool = False):
-        """``input_ids`` [B, T], ``mask`` [B, T] (1 = token) or None -> list of [B, T, H]:
-        every hidden state (embeddings first) if ``all_states`` else just the last."""
-        import torch
-        import torch.nn.functional as F
-
-        B, T = input_ids.shape
-        H, heads = self.hidden, self.heads
-        x = F.embedding(input_ids, self.word) + self.type0
-        x = F.layer_norm(x + self.pos[:T], (H,), *self.emb_ln).view(B * T, H)  # (N, H)
-        attn_mask = None if mask is None else mask[:, None, None, :].bool()  # (B, 1, 1, T)
-        states = [x.view(B, T, H)] if all_states else []
-        packed = self.packed or [None] * len(self.layers)
-        if self.packed is not None:
-            linear = torch.ops.mkldnn._linear_pointwise
-        for (w_qkv, b_qkv, w_o, b_o, ln1, w_i, b_i, w_2, b_2, ln2), pk in zip(self.layers, packed):
-            if pk is not None:  # oneDNN, packed weights; residual added in the product
-                qkv = linear(x, pk[0], b_qkv, "none", [], "")  # (N, 3H)
-            else:
-                qkv = torch.addmm(b_qkv, x, w_qkv.t())
-            qkv = qkv.view(B, T, 3, heads, H // heads).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, d)
-            a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
-            a = a.transpose(1, 2).reshape(B * T, H)
-            if pk is not None:
-                y = linear.binary(a, x, pk[1], b_o, "add")
-            else:
-                y = x + b_o
-                y.addmm_(a, w_o.t())  # residual + bias + projection, no extra copy
-            x = F.layer_norm(y, (H,), *ln1)
-            if pk is not None:
-                h = linear(x, pk[2], b_i, "gelu", [], "none")  # (N, I), exact (erf) GELU fused
-                y = linear.binary(h, x, pk[3], b_2, "add")
-            else:
-                h = _gelu_(torch.addmm(b_i, x, w_i.t()))
-                y = x + b_2
-                y.addmm_(h, w_2.t())
-            x = F.layer_norm(y, (H,), *ln2)
-            if all_states:
-                states.append(x.view(B, T, H))
-        return states if all_states else [x.view(B, T, H)]
-
-
-def _gelu_(x):
-    """Exact (erf) GELU, in place where torch has it."""
+def _row_mask(n: int, width: int, specials):
+    """(width,) mask of one row of n tokens: content tokens 1, specials and padding 0."""
     import torch
 
-    op = getattr(torch.ops.aten, "gelu_", None)
-    if op is not None:
-        try:
-            return op(x)
-        except RuntimeError:  # pragma: no cover
-            pass
-    return torch.nn.functional.gelu(x)
+    pre, suf = specials
+    m = torch.zeros(width)
+    m[pre: n - suf] = 1
+    return m
+
+
+def _progress_bar(progress, total: int, n_batches: int):
+    show = progress if progress is not None else (sys.stderr.isatty() and n_batches > 1)
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="text", desc="embed", leave=False, file=sys.stderr)

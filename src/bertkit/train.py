@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ._validate import check_choice
+from .batching import LengthGroupedBatches, model_inputs, pad_batch  # noqa: F401 (re-exported)
 from .errors import InputError
 from .io import replace_dir
 
@@ -112,73 +113,7 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------
-# batching
-
-
-class LengthGroupedBatches:
-    """Batches of examples of similar length, for a ``DataLoader(batch_sampler=...)``.
-
-    With ``shuffle``, positions are shuffled, cut into groups of ``group`` batches, sorted
-    by length inside each group and cut into batches; the batch order is then shuffled.
-    Everything is drawn from ``numpy.random.default_rng([seed, epoch])``, so the order is a
-    function of (seed, epoch) only: the same on every process and after a resume.
-    ``max_tokens`` also caps the padded size (examples x longest) of a batch.
-    """
-
-    def __init__(self, lengths, batch_size: int, *, max_tokens: int | None = None,
-                 shuffle: bool = True, seed: int = 0, group: int = 50):
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.batch_size = batch_size
-        self.max_tokens = max_tokens
-        self.shuffle = shuffle
-        self.seed = seed
-        self.group = group
-        self.epoch = 0
-        self._cache = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def batches(self, epoch: int | None = None) -> list:
-        epoch = self.epoch if epoch is None else epoch
-        if self._cache is not None and self._cache[0] == epoch:
-            return self._cache[1]
-        n = len(self.lengths)
-        if self.shuffle:
-            rng = np.random.default_rng([self.seed, epoch])
-            order = rng.permutation(n)
-            chunk = self.batch_size * self.group
-        else:
-            rng, order, chunk = None, np.arange(n), max(n, 1)
-        out = []
-        for start in range(0, n, chunk):
-            idx = order[start:start + chunk]
-            idx = idx[np.argsort(-self.lengths[idx], kind="stable")]  # longest first
-            out.extend(self._cut(idx))
-        if rng is not None:
-            out = [out[i] for i in rng.permutation(len(out))]
-        self._cache = (epoch, out)
-        return out
-
-    def _cut(self, idx) -> list:
-        if self.max_tokens is None:
-            return [idx[i:i + self.batch_size].tolist() for i in range(0, len(idx), self.batch_size)]
-        out, cur = [], []
-        for i in idx.tolist():  # sorted longest first, so cur[0] is the longest in the batch
-            if cur and (len(cur) == self.batch_size
-                        or (len(cur) + 1) * self.lengths[cur[0]] > self.max_tokens):
-                out.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            out.append(cur)
-        return out
-
-    def __iter__(self):
-        yield from self.batches()
-
-    def __len__(self) -> int:
-        return len(self.batches())
+# the data set and its collation (batching: bertkit.batching)
 
 
 class _Examples:
@@ -201,8 +136,6 @@ class _Collate:
         self.pad_id = pad_id
 
     def __call__(self, examples):
-        from .predict import pad_batch
-
         return pad_batch(examples, self.pad_id)
 
 
@@ -389,7 +322,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     from .labelled import encode_labels
     from .labelled import label_names as make_label_names
     from .models import load_model, max_length_of, resolve_model, set_threads
-    from .predict import encode_examples, model_inputs
+    from .predict import encode_examples
 
     config.check()
     set_threads()  # BERTKIT_THREADS, when set
