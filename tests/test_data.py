@@ -74,3 +74,66 @@ def test_parse_columns():
     assert parse_columns("a, b,c") == ["a", "b", "c"]
     with pytest.raises(DataError):
         parse_columns("a,a")
+
+
+# -- issue 14, item 2: --columns must name every field (pandas would shift them silently)
+def test_columns_must_match_the_number_of_fields(tmp_path):
+    f = tmp_path / "cola.tsv"
+    f.write_text("gj04\t1\t\tOur friends won't buy this.\ngj04\t0\t*\tThey drank the pub.\n")
+    with pytest.raises(DataError, match=r"--columns gives 3 names but '.*cola.tsv' has 4 fields"):
+        read_table(f, columns="source,label,sentence")
+    with pytest.raises(DataError, match=r"--columns gives 5 names but .* has 4 fields"):
+        read_table(f, columns="source,label,mark,sentence,extra")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("x\ty\t1\n")
+    with pytest.raises(DataError, match=r"2 names but .* 3 fields"):
+        read_table(pairs, columns="a,b")
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"t": "a", "l": 1, "m": 2}\n')
+    with pytest.raises(DataError, match=r"2 names but .* 3 fields"):
+        read_table(jsonl, columns="text,label")
+    assert read_table(jsonl, columns="text,label,mark").columns.tolist() == ["text", "label", "mark"]
+
+
+def test_rows_longer_than_the_header_are_refused(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("text,label\nhello,world,1\nbye,you,0\n")  # an unquoted comma in the text
+    with pytest.raises(DataError, match=r"has 3 fields a row but its header names 2 columns"):
+        read_table(f)
+
+
+# -- issue 14, item 10: compressed text inputs are decompressed; folders are named as such
+def test_gzipped_text_formats_are_decompressed(tmp_path):
+    import gzip
+
+    import pandas as pd
+
+    texts = ["first line", "second, with comma", "NA"]
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(("\n".join(texts) + "\n").encode()))
+    pd.DataFrame({"text": texts, "label": [1, 0, 1]}).to_csv(tmp_path / "a.csv.gz", index=False)
+    (tmp_path / "a.tsv.gz").write_bytes(gzip.compress("".join(f"{t}\t1\n" for t in texts).encode()))
+    (tmp_path / "a.jsonl.gz").write_bytes(
+        gzip.compress("".join(f'{{"text": "{t}"}}\n' for t in texts).encode()))
+    for name, cols in (("a.txt.gz", None), ("a.csv.gz", None), ("a.tsv.gz", "text,label"),
+                       ("a.jsonl.gz", None)):
+        assert read_table(tmp_path / name, columns=cols)["text"].tolist() == texts, name
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(b"a\nb\n" * 1000)[:40])
+    with pytest.raises(DataError, match="Could not read"):
+        read_table(tmp_path / "cut.txt.gz")
+    with pytest.raises(DataError, match=r"Parquet files are compressed inside"):
+        file_format("a.parquet.gz")
+
+
+def test_a_folder_is_not_a_file(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(DataError, match=r"'.*d.csv' is a folder; give a file\."):
+        read_table(tmp_path / "d.csv")
+
+
+def test_text_kind_policy():
+    import math
+
+    from bertkit.data import text_kind
+
+    assert [text_kind(v) for v in ("a", " ", None, math.nan, 5, 1.5, True)] == [
+        "text", "empty", "empty", "empty", "other", "other", "other"]

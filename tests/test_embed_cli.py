@@ -242,7 +242,147 @@ def test_sst2_dev_shapes(tmp_path, shared_datasets):
     arr = np.load(out)
     assert arr.shape == (200, 384) and arr.dtype == np.float32
     result = runner.invoke(cli, ["embed", "--input", str(src), "--text-column", "sentence", "--output",
-                                 str(out), "--layers", "-4:", "--layer-agg", "concat"])
+                                 str(out), "--layers", "-4:", "--layer-agg", "concat", "--overwrite"])
     _ok(result)
     assert np.load(out).shape == (200, 1536)
     assert "(200, 1536) float32 (mean pooling, layers -4:, concat, all-MiniLM-L6-v2)" in result.stderr
+
+
+# ---------------------------------------------------------------- issue 14 reliability items
+def _no_encode(monkeypatch):
+    """Make any embedding work fail loudly: the checks under test must come first."""
+    def boom(*args, **kwargs):
+        raise AssertionError("embedding started before the check")
+
+    monkeypatch.setattr(Encoder, "encode", boom)
+
+
+def test_columns_fewer_than_fields_is_an_error(run, tmp_path):
+    src = tmp_path / "pairs.tsv"
+    src.write_text("a cat\tthe dog\t1\ngood movie\tbad plot\t0\n")
+    _error(run("--input", src, "--columns", "a,b", "--text-column", "a"),
+           r"--columns gives 2 names but '.*pairs.tsv' has 3 fields a row; give one name per field")
+
+
+def test_output_over_the_input_is_refused(run, tmp_path, monkeypatch):
+    src = tmp_path / "corpus.parquet"
+    pd.DataFrame({"id": [1, 2], "text": ["a cat", "a dog"], "label": [0, 1]}).to_parquet(src)
+    before = src.read_bytes()
+    (tmp_path / "link.parquet").symlink_to(src)
+    monkeypatch.chdir(tmp_path)
+    _no_encode(monkeypatch)
+    for out, extra in ((src, []), ("./corpus.parquet", ["--resume"]), ("link.parquet", ["--overwrite"])):
+        _error(run("--input", "corpus.parquet", "--output", out, *extra),
+               r"--output '.*' is the --input file; .*other columns.*Choose another --output")
+    assert src.read_bytes() == before
+
+
+def test_unwritable_output_is_a_plain_error_before_any_work(run, tmp_path, monkeypatch):
+    src = tmp_path / "in.txt"
+    src.write_text("a cat\n")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.npy").mkdir()
+    _no_encode(monkeypatch)
+    _error(run("--input", src, "--output", tmp_path / "file" / "out.npy"),
+           r"--output '.*out.npy' cannot be written: '.*file' is a file, not a folder")
+    _error(run("a cat", "--output", tmp_path / "folder.npy"),
+           r"--output '.*folder.npy' is a folder; give a file name")
+    import tempfile
+
+    def refuse(*args, **kwargs):  # what a read-only folder does (the tests may run as root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    _error(run("--input", src, "--output", tmp_path / "out.npy"),
+           r"cannot be written in .*\(Permission denied\)")
+
+
+def test_existing_output_needs_overwrite(run, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("a cat\na dog\n")
+    out = tmp_path / "out.npy"
+    out.write_bytes(b"precious")
+    _error(run("--input", src, "--output", out), r"'.*out.npy' already exists; pass --overwrite")
+    _error(run("a cat", "--output", out), r"already exists; pass --overwrite")
+    assert out.read_bytes() == b"precious"
+    _ok(run("--input", src, "--output", out, "--overwrite"))
+    assert np.load(out).shape == (2, 32)
+    assert "--overwrite" in run("--help").stdout
+
+
+def _interrupted_run(run, monkeypatch, src, out):
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 3)
+        result = run("-i", src, "-o", out, "--chunk-size", 3)
+    assert result.exit_code == 130
+    return result
+
+
+def test_damaged_chunk_is_recomputed_on_resume(run, tmp_path, monkeypatch):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS * 3) + "\n")  # 8 chunks of 3
+    whole = tmp_path / "whole.npy"
+    _ok(run("-i", src, "-o", whole, "--chunk-size", 3))
+    out = tmp_path / "out.npy"
+    result = _interrupted_run(run, monkeypatch, src, out)
+    assert "--resume to continue" in result.stderr and "3 finished chunk(s)" in result.stderr
+    chunk = tmp_path / "out.npy.partial" / "chunk_000001.npy"
+    chunk.write_bytes(chunk.read_bytes()[:100])  # cut short, as after a crash or a full disk
+
+    with monkeypatch.context() as m:
+        calls = _interrupt_after(m, 100)
+        result = run("-i", src, "-o", out, "--chunk-size", 3, "--resume")
+    _ok(result)
+    assert "Note: chunk 1 in " in result.stderr and "damaged" in result.stderr
+    assert "Resuming: 2 finished chunk(s)" in result.stderr
+    assert calls["n"] == 6  # the 5 unfinished chunks and the damaged one
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_resume_notices_an_edit_with_the_same_size_and_time(run, tmp_path, monkeypatch):
+    import os
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS * 3) + "\n")
+    out = tmp_path / "out.npy"
+    _interrupted_run(run, monkeypatch, src, out)
+    st = os.stat(src)
+    src.write_text(src.read_text().replace("cat", "dog"))  # same size
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))  # same modification time
+    assert os.stat(src).st_size == st.st_size and os.stat(src).st_mtime_ns == st.st_mtime_ns
+    _error(run("-i", src, "-o", out, "--chunk-size", 3, "--resume"),
+           r"Cannot resume: .*differs in: input")
+
+
+def test_broken_pipe_exits_quietly(tiny_model_dir, tmp_path):
+    """`bertkit embed --input corpus.txt | head -c 100`: no 'unexpected' error, exit 141."""
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "corpus.txt"
+    src.write_text("\n".join(TEXTS * 100) + "\n")  # ~600 KB of JSON lines, past a pipe's buffer
+    env = dict(os.environ, BERTKIT_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from bertkit.cli import main; main()", "embed", "--input",
+         str(src), "--model", tiny_model_dir, "--chunk-size", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    head = proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert head.startswith(b'{"text": ')
+    assert err == "" and proc.returncode == 141, (proc.returncode, err)
+
+
+def test_gzipped_input_folder_input_and_layer_slices(run, tiny, tmp_path):
+    import gzip
+
+    src = tmp_path / "in.txt.gz"
+    src.write_bytes(gzip.compress(("\n".join(TEXTS) + "\n").encode()))
+    _ok(run("-i", src, "-o", tmp_path / "o.npy"))
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), tiny.encode(TEXTS), rtol=1e-4, atol=1e-6)
+    (tmp_path / "dir.txt").mkdir()
+    _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder; give a file\.")
+    # the tiny model has 3 hidden states: -4: used to be clamped to "all" silently
+    _error(run("a", "--layers", "-4:"), r"The 'layers' parameter .* 3 hidden states.*out of range")

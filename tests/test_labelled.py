@@ -99,3 +99,39 @@ def test_example_data_ships():
     with pytest.raises(InputError, match="topics_train.csv"):
         example_data("nope.csv")
     json.dumps(train.skipped)
+
+
+# -- issue 14, item 2: too few --columns no longer shifts the label column silently
+def test_columns_fewer_than_fields_is_an_error(tmp_path):
+    cola = os.path.join(FIX, "train_cola_like.tsv")
+    with pytest.raises(DataError, match=r"--columns gives 3 names but .* has 4 fields"):
+        load_labelled(cola, columns="source,label,sentence", text_column="sentence",
+                      label_column="label")
+    frame = pd.DataFrame({"a": ["x"], "b": ["1"], "c": ["y"]})
+    with pytest.raises(DataError, match=r"2 names but '<dataframe>' has 3 fields"):
+        load_labelled(frame, columns="text,label")
+
+
+# -- issue 14, item 10: --strict wording, and one policy for numbers in a text column
+def test_strict_message_says_what_is_missing():
+    path = os.path.join(FIX, "train_bad_rows.csv")
+    d = load_labelled(path, text_column="text")
+    assert d.skipped["missing label"] == [4]
+    frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    frame = frame[frame["text"].str.strip() != ""]  # keep only the row without a label as bad
+    with pytest.raises(DataError, match=r"Row \d+ of '<dataframe>' has no label: column 'label' "
+                                        r"\(--label-column\) is empty"):
+        load_labelled(frame, strict=True)
+    with pytest.raises(DataError, match=r"Row 2 of '.*' has no text: column 'text'"):
+        load_labelled(path, strict=True)
+
+
+def test_numeric_text_column_is_refused_like_embed(tmp_path):
+    frame = pd.DataFrame({"text": ["a b", "c d"], "code": [5, 7], "label": [1, 0]})
+    frame.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=r"Row 1 of column 'code' \(--text-column\) in '.*d.parquet' "
+                                        r"is int \(5\), not text"):
+        load_labelled(tmp_path / "d.parquet", text_column="code")
+    with pytest.raises(DataError, match=r"Row 1 of column 'code' \(--pair-column\)"):
+        load_labelled(frame, pair_column="code")
+    assert load_labelled(tmp_path / "d.parquet").texts == ["a b", "c d"]  # labels may be numbers

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
     ("-1", [6]), (-1, [6]), ("6", [6]), ("0", [0]), ("-4:", [3, 4, 5, 6]), ("0,3,6", [0, 3, 6]),
     ("all", list(range(7))), ("ALL", list(range(7))), ("1:4", [1, 2, 3]), ("-1,-2", [6, 5]),
     ([0, -1], [0, 6]), (slice(-2, None), [5, 6]), (" -2 , 0 ", [5, 0]), ("::3", [0, 3, 6]),
+    ("-7:", list(range(7))), ("0:7", list(range(7))), ("::-1", [6, 5, 4, 3, 2, 1, 0]),
 ])
 def test_parse_layers(spec, expected):
     assert parse_layers(spec, 7) == expected
@@ -24,6 +25,17 @@ def test_parse_layers(spec, expected):
 @pytest.mark.parametrize("spec", ["7", "-8", "x", "", "1,,2", "5:2", [], True, 1.5, ["1"], "1:2:3:4"])
 def test_parse_layers_rejects_with_the_argument_named(spec):
     with pytest.raises(InputError, match=r"The 'layers' parameter of encode .* 7 hidden states"):
+        parse_layers(spec, 7)
+
+
+# issue 14, item 10: a slice past the model's layers was clamped silently ("-8:" = "all")
+@pytest.mark.parametrize("spec, why", [
+    ("-8:", "slice start out of range"), ("7:", "slice start out of range"),
+    ("0:8", "slice end out of range"), ("-9:-1", "slice start out of range"),
+    ("::0", "a slice step cannot be 0"), (slice(0, 9), "slice end out of range"),
+])
+def test_parse_layers_rejects_slices_past_the_model(spec, why):
+    with pytest.raises(InputError, match=rf"7 hidden states.*\({why}\)"):
         parse_layers(spec, 7)
 
 

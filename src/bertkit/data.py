@@ -8,6 +8,8 @@ clear :class:`~bertkit.errors.DataError`.
 from __future__ import annotations
 
 import csv
+import gzip
+import math
 import os
 from typing import Iterator, Sequence
 
@@ -19,10 +21,14 @@ FORMATS = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".parquet")
 def file_format(path) -> str:
     """The format of ``path`` from its extension (``.gz`` allowed on text formats)."""
     name = str(path).lower()
-    if name.endswith(".gz"):
+    gz = name.endswith(".gz")
+    if gz:
         name = name[:-3]
     for ext in FORMATS:
         if name.endswith(ext):
+            if gz and ext == ".parquet":  # parquet compresses inside; a gzipped one can't be read
+                raise DataError(f"'{path}': Parquet files are compressed inside; give the .parquet "
+                                "file itself, not a .gz of it.")
             return ".jsonl" if ext == ".json" else ext
     raise DataError(
         f"Cannot tell the format of '{path}'; use one of {', '.join(FORMATS)} as its extension."
@@ -48,63 +54,110 @@ def iter_table(path, *, columns=None, chunk_size: int = 10_000) -> Iterator["pan
     ----------
     path : str or PathLike
         A .txt (one text a line, column ``text``), .csv/.tsv (header row unless ``columns``
-        is given; CSV quoting understood), .jsonl or .parquet file.
+        is given; CSV quoting understood), .jsonl or .parquet file. Text formats may be
+        gzipped (``.txt.gz``, ``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``).
     columns : str or list of str or None, default=None
-        Column names for a headerless .csv/.tsv (e.g. ``"source,label,mark,sentence"``).
+        Column names for a headerless .csv/.tsv (e.g. ``"source,label,mark,sentence"``), or
+        new names for the columns of any other format. There must be exactly one name per
+        field: a shorter list would silently shift the columns.
     chunk_size : int, default=10000
         Rows per yielded frame.
+
+    Raises
+    ------
+    DataError
+        The file is missing, a folder, unreadable, or ``columns`` does not match its fields.
     """
     import pandas as pd
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError(f"File '{path}' does not exist; check the path.")
+    check_input_file(path)
     fmt = file_format(path)
     names = parse_columns(columns)
     try:
         if fmt == ".txt":
-            yield from _iter_txt(path, chunk_size)
+            frames = _iter_txt(path, chunk_size)
         elif fmt in (".csv", ".tsv"):
-            reader = pd.read_csv(
-                path, sep="\t" if fmt == ".tsv" else ",", header=None if names else 0,
-                names=names, dtype=str, keep_default_na=False, na_filter=False,
-                quoting=csv.QUOTE_MINIMAL, chunksize=chunk_size, encoding="utf-8",
-                encoding_errors="strict", engine="c",
-            )
-            for chunk in reader:
-                yield chunk
+            frames = _iter_delimited(path, fmt, names is not None, chunk_size)
         elif fmt == ".jsonl":
-            for chunk in pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False,
-                                      encoding="utf-8"):
-                if names:
-                    chunk.columns = names[: len(chunk.columns)]
-                yield chunk
+            frames = pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False,
+                                  encoding="utf-8")
         else:
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
-                frame = batch.to_pandas()
-                if names:
-                    frame.columns = names[: len(frame.columns)]
-                yield frame
+            frames = _iter_parquet(path, chunk_size)
+        for frame in frames:
+            if names:
+                _check_field_count(frame, names, path)
+                frame.columns = names
+            yield frame
     except UnicodeDecodeError as e:
         raise DataError(
             f"'{path}' is not valid UTF-8 (byte {e.object[e.start:e.start + 1]!r} at offset "
             f"{e.start} of a block); re-save the file as UTF-8."
         ) from None
+    except pd.errors.EmptyDataError:  # before ValueError, of which it is a subclass
+        raise DataError(f"'{path}' is empty.") from None
     except (pd.errors.ParserError, ValueError) as e:
+        if isinstance(e, DataError):  # our own (a DataError is a ValueError too)
+            raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"Could not parse '{path}' as {fmt}: {msg}") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"'{path}' is empty.") from None
-    except OSError as e:
+    except (OSError, EOFError) as e:  # EOFError: a gzip file cut short
         raise DataError(f"Could not read '{path}': {e}") from None
+
+
+def check_input_file(path, flag: str | None = None) -> None:
+    """Raise a :class:`DataError` unless ``path`` is an existing file (a folder is named as such)."""
+    where = f" ({flag})" if flag else ""
+    if os.path.isdir(path):
+        raise DataError(f"'{path}'{where} is a folder; give a file.")
+    if not os.path.isfile(path):
+        raise DataError(f"File '{path}'{where} does not exist; check the path.")
+
+
+def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int):
+    """CSV/TSV chunks. Headerless files get integer column names (renamed by the caller)."""
+    import pandas as pd
+
+    reader = pd.read_csv(
+        path, sep="\t" if fmt == ".tsv" else ",", header=None if headerless else 0,
+        dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_MINIMAL,
+        chunksize=chunk_size, encoding="utf-8", encoding_errors="strict", engine="c",
+        compression="infer",
+    )
+    for chunk in reader:
+        # Rows with more fields than the header: pandas would silently turn the extra leading
+        # fields into the index and shift every column; refuse instead.
+        if not isinstance(chunk.index, pd.RangeIndex):
+            n_extra = chunk.index.nlevels
+            raise DataError(
+                f"'{path}' has {len(chunk.columns) + n_extra} fields a row but its header names "
+                f"{len(chunk.columns)} columns; fix the header, or pass --columns with one name "
+                "per field for a headerless file.")
+        yield chunk
+
+
+def _iter_parquet(path: str, chunk_size: int):
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+        yield batch.to_pandas()
+
+
+def _check_field_count(frame, names: list, path) -> None:
+    """Decision: --columns must name every field, no fewer and no more (no guessing)."""
+    if len(frame.columns) != len(names):
+        raise DataError(
+            f"--columns gives {len(names)} name{'s' if len(names) != 1 else ''} but '{path}' has "
+            f"{len(frame.columns)} field{'s' if len(frame.columns) != 1 else ''} a row; give one "
+            "name per field.")
 
 
 def _iter_txt(path: str, chunk_size: int):
     import pandas as pd
 
-    with open(path, encoding="utf-8", errors="strict", newline=None) as f:
+    # .txt.gz is decompressed like .csv.gz/.tsv.gz/.jsonl.gz (pandas infers those from the name).
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="strict", newline=None) as f:
         rows = []
         for line in f:
             rows.append(line.rstrip("\n"))
@@ -150,3 +203,33 @@ def default_text_column(frame, path) -> str:
         f"'{path}' has several columns ({', '.join(map(str, frame.columns))}); "
         "say which holds the text with --text-column."
     )
+
+
+def text_kind(value) -> str:
+    """``"text"``, ``"empty"`` (None, NaN, NA or a blank string) or ``"other"`` (a number,
+    bool, list, ...).
+
+    Decision (one policy for embed, train, evaluate and predict): a text column must hold
+    strings. A number in a .jsonl/.parquet text column usually means the wrong column was
+    picked, so it is refused with the row and column named, never turned into "5" silently.
+    (CSV/TSV fields are always strings, so "5" there is text.)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "empty"
+    if isinstance(value, str):
+        return "text" if value.strip() else "empty"
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return "empty"
+    except ImportError:  # pragma: no cover
+        pass
+    return "other"
+
+
+def not_text_error(value, row: int, column, path, flag: str = "--text-column") -> DataError:
+    """The error for a non-string value in a text column (``row`` is 1-based)."""
+    return DataError(
+        f"Row {row} of column '{column}' ({flag}) in '{path}' is {type(value).__name__} "
+        f"({value!r:.40}), not text; fix that row or pick another {flag}.")

@@ -9,6 +9,14 @@ written atomically, and the folder is removed. ``--resume`` reuses the finished 
 an interrupted run (refusing if any setting or the input file changed), so the final file
 is byte-for-byte what an uninterrupted run writes.
 
+Crash safety: chunk files are flushed to disk (fsync) before they are renamed into place,
+and the manifest records each file's size and SHA-256. On ``--resume`` every recorded
+chunk is checked against them; a damaged or missing one (cut short by a crash or a full
+disk) is dropped with a note and recomputed, instead of failing at assembly. The input is
+identified by its size and the SHA-256 of its bytes (not its modification time), so an
+edited file is noticed even with the same size and time, and a merely touched or copied
+one can still be resumed.
+
 Output formats, by extension:
 
 ========  ==========================================  ===========================================
@@ -27,6 +35,8 @@ format    sentence level                              token / word level
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -106,16 +116,23 @@ class Chunk:
             yield {"text": text, key: items, "offsets": offs, "vectors": vecs.tolist()}
 
 
+def partial_dir(output) -> Path:
+    """The folder of finished chunks of a run writing ``output``: ``OUTPUT.partial/``."""
+    output = Path(output)
+    return output.with_name(output.name + ".partial")
+
+
 class ChunkStore:
     """Finished chunks of one run, in ``OUTPUT.partial/`` with a manifest of its settings."""
 
     def __init__(self, output, settings: dict, resume: bool = False):
         self.output = Path(output)
-        self.dir = self.output.with_name(self.output.name + ".partial")
+        self.dir = partial_dir(self.output)
         self.manifest_path = self.dir / "manifest.json"
         self.settings = settings
         self.chunks: dict[int, dict] = {}
         self.resumed = 0
+        self.damaged: dict[int, str] = {}  # chunk -> why it is recomputed (for a note on stderr)
         if self.dir.exists():
             manifest = self._read_manifest()
             done = {int(k): v for k, v in (manifest or {}).get("chunks", {}).items()}
@@ -130,7 +147,12 @@ class ChunkStore:
                     f"Cannot resume: '{self.dir}' was made with different settings or input "
                     f"(differs in: {', '.join(diff)}); rerun with the same options, or delete "
                     "that folder to start over.")
-            self.chunks = {k: v for k, v in done.items() if self._chunk_files_ok(k)}
+            for k, info in done.items():
+                problem = self._chunk_problem(k, info)
+                if problem is None:
+                    self.chunks[k] = info
+                else:
+                    self.damaged[k] = problem
             self.resumed = len(self.chunks)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_manifest()
@@ -144,14 +166,32 @@ class ChunkStore:
 
     def _write_manifest(self) -> None:
         data = {"settings": self.settings, "chunks": {str(k): v for k, v in sorted(self.chunks.items())}}
-        with atomic_path(self.manifest_path) as tmp:
+        with atomic_path(self.manifest_path, fsync=True) as tmp:
             tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
     def _paths(self, k: int):
         return self.dir / f"chunk_{k:06d}.npy", self.dir / f"chunk_{k:06d}.json"
 
-    def _chunk_files_ok(self, k: int) -> bool:
-        return all(p.is_file() for p in self._paths(k))
+    def _chunk_problem(self, k: int, info: dict) -> str | None:
+        """Why chunk ``k``'s files do not match the manifest (None when they do)."""
+        recorded = info.get("files")
+        for path, key in zip(self._paths(k), ("npy", "json")):
+            if not path.is_file():
+                return f"{path.name} is missing"
+            if not recorded:  # a manifest without checksums: a file that loads will do
+                continue
+            want = recorded[key]
+            size = path.stat().st_size
+            if size != want["size"]:
+                return f"{path.name} has {size} bytes, not {want['size']}"
+            if _sha256_file(path) != want["sha256"]:
+                return f"{path.name} does not match its checksum"
+        if not recorded:
+            try:
+                self.load(k, info)
+            except (OSError, ValueError, KeyError) as e:
+                return f"it cannot be read ({type(e).__name__})"
+        return None
 
     # -- chunks
     def has(self, k: int) -> bool:
@@ -161,29 +201,36 @@ class ChunkStore:
         return self.chunks[k]
 
     def save(self, k: int, chunk: Chunk) -> None:
-        """Save chunk ``k`` (files first, then the manifest entry, each atomically)."""
+        """Save chunk ``k`` (files first, flushed to disk, then the manifest entry with their
+        sizes and checksums, each atomically)."""
         npy, meta = self._paths(k)
-        with atomic_path(npy, suffix=".npy") as tmp:
-            np.save(tmp, chunk.vectors)
-        with atomic_path(meta) as tmp:
-            tmp.write_text(json.dumps({"texts": chunk.texts, "items": chunk.items,
-                                       "offsets": chunk.offsets}, ensure_ascii=False),
-                           encoding="utf-8")
+        buf = io.BytesIO()
+        np.save(buf, chunk.vectors, allow_pickle=False)
+        files = {}
+        for path, key, data in (
+            (npy, "npy", buf.getvalue()),
+            (meta, "json", json.dumps({"texts": chunk.texts, "items": chunk.items,
+                                       "offsets": chunk.offsets}, ensure_ascii=False).encode("utf-8")),
+        ):
+            with atomic_path(path, fsync=True) as tmp:
+                tmp.write_bytes(data)
+            files[key] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         self.chunks[k] = {
             "n_texts": len(chunk.texts), "n_items": int(chunk.vectors.shape[0]),
             "dim": int(chunk.vectors.shape[1]), "n_truncated": chunk.n_truncated,
             "n_skipped": chunk.n_skipped,
             "max_text": max((len(t) for t in chunk.texts), default=1),
             "max_item": max((len(s) for it in (chunk.items or []) for s in it), default=1),
+            "files": files,
         }
         self._write_manifest()
 
-    def load(self, k: int) -> Chunk:
+    def load(self, k: int, info: dict | None = None) -> Chunk:
         npy, meta = self._paths(k)
         m = json.loads(meta.read_text(encoding="utf-8"))
-        info = self.chunks[k]
-        return Chunk(m["texts"], np.load(npy), m["items"], m["offsets"], info["n_truncated"],
-                     info["n_skipped"])
+        info = self.chunks[k] if info is None else info
+        return Chunk(m["texts"], np.load(npy, allow_pickle=False), m["items"], m["offsets"],
+                     info["n_truncated"], info["n_skipped"])
 
     def iter_chunks(self):
         for k in sorted(self.chunks):
@@ -307,6 +354,19 @@ def _write_parquet(tmp, store: ChunkStore, level: str, dim: int) -> None:
 
 
 def input_fingerprint(path) -> dict:
-    """Identify an input file for --resume (path, size, modification time)."""
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """Identify an input file for --resume: its path, size and the SHA-256 of its bytes.
+
+    Decision: the content hash replaces the modification time, which misses an edit that
+    keeps size and time and blocks a resume after a mere ``touch`` or copy.
+    """
+    return {"path": os.path.abspath(path), "size": os.stat(path).st_size,
+            "sha256": _sha256_file(path)}
+
+
+def _sha256_file(path, block: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (memory stays flat)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            h.update(data)
+    return h.hexdigest()

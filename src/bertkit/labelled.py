@@ -138,15 +138,17 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
     """
     import pandas as pd
 
-    from .data import default_text_column, read_table, require_columns
+    from .data import default_text_column, not_text_error, read_table, require_columns, text_kind
 
     if isinstance(data, pd.DataFrame):
         frame, source = data, "<dataframe>"
         if columns is not None:
-            from .data import parse_columns
+            from .data import _check_field_count, parse_columns
 
+            names = parse_columns(columns)
+            _check_field_count(frame, names, source)
             frame = frame.copy()
-            frame.columns = parse_columns(columns)[: len(frame.columns)]
+            frame.columns = names
     else:
         source = os.fspath(data)
         frame = read_table(source, columns=columns)
@@ -166,9 +168,13 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
         row = i + 1
         reasons = []
         text = texts_in[i]
+        pair = pairs_in[i] if pairs_in is not None else None
+        # A number where text belongs is refused, as `embed` does (see data.text_kind).
+        for value, col, flag in ((text, text_column, "--text-column"), (pair, pair_column, "--pair-column")):
+            if col is not None and text_kind(value) == "other":
+                raise not_text_error(value, row, col, source, flag)
         if _missing(text):
             reasons.append(("missing text", text_column, "--text-column"))
-        pair = pairs_in[i] if pairs_in is not None else None
         if pairs_in is not None and _missing(pair):
             reasons.append(("missing pair text", pair_column, "--pair-column"))
         label = label_string(labels_in[i]) if has_labels else None
@@ -178,7 +184,7 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
             if strict:
                 reason, col, flag = reasons[0]
                 raise DataError(
-                    f"Row {row} of '{source}' has a {reason.split(' ', 1)[1]}: column '{col}' "
+                    f"Row {row} of '{source}' has no {reason.split(' ', 1)[1]}: column '{col}' "
                     f"({flag}) is empty. Fix or remove the row, or leave out --strict to skip "
                     "and count bad rows.")
             for reason, _, _ in reasons:

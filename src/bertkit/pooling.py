@@ -82,6 +82,9 @@ def parse_layers(layers, n_states: int, where: str = "encode") -> list[int]:
     out: list[int] = []
     for item in items:
         if isinstance(item, slice):
+            problem = _slice_problem(item, n_states)
+            if problem is not None:
+                raise bad(problem)
             chosen = list(range(n_states))[item]
             if not chosen:
                 raise bad(" (the slice selects nothing)")
@@ -93,6 +96,24 @@ def parse_layers(layers, n_states: int, where: str = "encode") -> list[int]:
     if not out:
         raise bad()
     return out
+
+
+def _slice_problem(item: slice, n_states: int) -> str | None:
+    """Why ``item`` is not a valid layer slice (None when it is).
+
+    Decision: a bound past the model's hidden states is an error, as a single index is;
+    Python would clamp ``-8:`` on 7 states to "all" and hide the mistake.
+    """
+    bounds = (item.start, item.stop, item.step)
+    if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in bounds):
+        return ""
+    if item.step == 0:
+        return " (a slice step cannot be 0)"
+    if item.start is not None and not -n_states <= item.start < n_states:
+        return " (slice start out of range)"
+    if item.stop is not None and not -n_states <= item.stop <= n_states:
+        return " (slice end out of range)"
+    return None
 
 
 def combine_layers(states: Sequence, agg: str = "concat"):

@@ -250,7 +250,8 @@ def word_similarity(texts, word: str, *, model=None, encoder=None, layers=WORD_L
         An already loaded :class:`bertkit.Encoder` to reuse.
     layers : str, int or list of int, default="-4:"
         Hidden states to use (as in :meth:`bertkit.Encoder.encode`); the default, the last
-        four layers summed, is seed 003's recipe.
+        four layers summed, is seed 003's recipe (on a model with fewer than four hidden
+        states, "-4:" takes all of them).
     layer_agg : {"sum", "mean", "concat"}, default="sum"
     subword : {"mean", "first", "last"}, default="mean"
         How the WordPieces of a split word become one vector.
@@ -286,6 +287,12 @@ def word_similarity(texts, word: str, *, model=None, encoder=None, layers=WORD_L
         raise InputError(f"The 'context' parameter of word_similarity must be an integer >= 0. "
                          f"Got {context!r} instead.")
     enc = _encoder_for(encoder, model, device)
+    asked = layers
+    if isinstance(layers, str) and layers.strip() == WORD_LAYERS:
+        # Decision: the recipe's "-4:" means "the last four hidden states, or all of them on a
+        # smaller model", so the default works on any model; any other spec past the model's
+        # layers is an error (pooling.parse_layers).
+        layers = f"-{min(4, enc.n_states)}:"
     docs = enc.encode(texts, level="word", layers=layers, layer_agg=layer_agg, subword=subword,
                       batch_size=batch_size, long=long)
     occurrences, vectors, missing = [], [], []
@@ -312,7 +319,7 @@ def word_similarity(texts, word: str, *, model=None, encoder=None, layers=WORD_L
         o.label = (f"[{o.text_index + 1}] " if len(texts) > 1 else "") + o.context
     _make_unique([o for o in occurrences])
     vectors = np.stack(vectors).astype(np.float32)
-    settings = {"model": str(getattr(enc, "model_name", "")), "layers": str(layers),
+    settings = {"model": str(getattr(enc, "model_name", "")), "layers": str(asked),
                 "layer_agg": layer_agg, "subword": subword, "case_sensitive": case_sensitive}
     return WordSimilarity(word=word, occurrences=occurrences, vectors=vectors,
                           matrix=cosine_matrix(vectors), texts=texts, missing=missing,

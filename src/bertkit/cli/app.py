@@ -36,6 +36,12 @@ class BertkitGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`bertkit embed ... | head`): stop quietly like Unix tools,
+            # with 141 (128 + SIGPIPE) as a shell reports for them. stdout goes to /dev/null
+            # so Python's final flush of the unsent buffer cannot complain either.
+            _stdout_to_devnull()
+            ctx.exit(141)
         except MemoryError:
             click.echo("Error: out of memory; lower --batch-size (or --max-length).", err=True)
             ctx.exit(1)
@@ -47,6 +53,16 @@ class BertkitGroup(click.Group):
                 f"Error: {type(e).__name__}: {first} (unexpected; rerun with BERTKIT_DEBUG=1 "
                 "for the traceback and report it)", err=True)
             ctx.exit(1)
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. click's test runner)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 @click.group(cls=BertkitGroup, context_settings={"help_option_names": ["-h", "--help"]})

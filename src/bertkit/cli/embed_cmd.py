@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
@@ -55,11 +54,14 @@ _TRUNCATION_WARNING = r".*longer than the model's limit"
               help="Rows read, embedded and saved at a time (the unit of --resume).")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run of the same command from its finished chunks.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --output file (without it, an existing file is an error "
+                   "unless --resume continues an interrupted run).")
 @click.option("--skip-empty", is_flag=True,
               help="Leave out empty rows (and say how many) instead of stopping.")
 def embed_command(texts, input_path, text_column, columns, output, model, device, level, pooling,
                   layers, layer_agg, subword, exclude_special, normalize, batch_size, max_tokens,
-                  long_mode, chunk_size, resume, skip_empty):
+                  long_mode, chunk_size, resume, overwrite, skip_empty):
     """Embed TEXT arguments or the rows of --input FILE.
 
     \b
@@ -82,6 +84,7 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
         raise InputError("--text-column and --columns apply to --input files only.")
     if output:
         output_format(output, level)
+        _check_output(output, input_path, resume, overwrite)
 
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
@@ -97,6 +100,30 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
         return
     _embed_file(encoder, input_path, col, columns, n_rows, opts, output, dim, chunk_size, resume,
                 skip_empty, started)
+
+
+def _check_output(output, input_path, resume, overwrite) -> None:
+    """Refuse, before any work, an output that would destroy data or cannot be written.
+
+    Decision: writing over the input is refused (not merged): the output holds only the
+    texts and vectors, so the input's other columns would be lost. Paths are compared
+    after resolving symlinks, ``./`` and hard links.
+    """
+    import os
+
+    from ..embed_io import partial_dir
+    from ..errors import InputError
+    from ..io import check_writable, same_file
+
+    if input_path and same_file(input_path, output):
+        raise InputError(
+            f"--output '{output}' is the --input file; writing it would replace its other "
+            "columns with the vectors. Choose another --output.")
+    check_writable(output, "--output", kind="file")
+    continuing = resume and partial_dir(output).is_dir()
+    if os.path.exists(output) and not overwrite and not continuing:
+        raise InputError(f"--output '{output}' already exists; pass --overwrite to replace it, "
+                         "or choose another --output.")
 
 
 def _load_encoder(model, device):
@@ -146,7 +173,7 @@ def _embed_arguments(encoder, texts, opts, output, dim, started) -> None:
 
 def _scan(path, text_column, columns, skip_empty):
     """Count rows and check the text column before any model work; returns (rows, column)."""
-    from ..data import default_text_column, iter_table, require_columns
+    from ..data import default_text_column, iter_table, not_text_error, require_columns, text_kind
     from ..errors import InputError
 
     n_rows = n_empty = 0
@@ -157,15 +184,13 @@ def _scan(path, text_column, columns, skip_empty):
             col = default_text_column(frame, path)
         require_columns(frame, {"--text-column": col}, path)
         for i, value in enumerate(frame[col].tolist()):
-            kind = _kind(value)
+            kind = text_kind(value)
             if kind == "empty":
                 n_empty += 1
                 if first_empty is None:
                     first_empty = n_rows + i
-            elif kind != "text":
-                raise InputError(
-                    f"Row {n_rows + i + 1} of column '{col}' in '{path}' is {type(value).__name__} "
-                    f"({value!r:.40}), not text; fix that row or pick another --text-column.")
+            elif kind != "text":  # the same policy as train/evaluate/predict (data.text_kind)
+                raise not_text_error(value, n_rows + i + 1, col, path)
         n_rows += len(frame)
     if n_rows == 0:
         raise InputError(f"'{path}' has no rows to embed.")
@@ -178,32 +203,15 @@ def _scan(path, text_column, columns, skip_empty):
     return n_rows, col
 
 
-def _kind(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "empty"
-    if isinstance(value, str):
-        return "text" if value.strip() else "empty"
-    return "other"
-
-
 def _embed_file(encoder, path, col, columns, n_rows, opts, output, dim, chunk_size, resume,
                 skip_empty, started) -> None:
-    from .. import __version__
-    from ..data import iter_table
-    from ..embed_io import Chunk, ChunkStore, assemble, input_fingerprint
+    from ..data import iter_table, text_kind
+    from ..embed_io import Chunk, assemble
 
     level = opts["level"]
     store = None
     if output:
-        settings = dict(opts, input=input_fingerprint(path), text_column=col, columns=columns,
-                        chunk_size=chunk_size, skip_empty=skip_empty, model=encoder.model_name,
-                        model_path=str(getattr(encoder.config, "_name_or_path", "")),
-                        device=encoder.device.type, bertkit=__version__, output=output)
-        store = ChunkStore(output, settings, resume=resume)
-        if store.resumed:
-            click.echo(f"Resuming: {store.resumed} finished chunk(s) found in {store.dir}/.", err=True)
-        elif resume:
-            click.echo(f"Nothing to resume in {store.dir}/; starting from the beginning.", err=True)
+        store = _open_store(encoder, path, col, columns, opts, output, chunk_size, resume, skip_empty)
 
     bar = None
     if stderr_is_terminal():
@@ -211,6 +219,7 @@ def _embed_file(encoder, path, col, columns, n_rows, opts, output, dim, chunk_si
 
         bar = tqdm(total=n_rows, unit="text", desc="embed", file=sys.stderr)
     n_texts = n_truncated = n_skipped = 0
+    interrupted = False
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_TRUNCATION_WARNING)
@@ -224,7 +233,7 @@ def _embed_file(encoder, path, col, columns, n_rows, opts, output, dim, chunk_si
                         bar.update(len(frame))
                     continue
                 values = frame[col].tolist()
-                texts = [v for v in values if _kind(v) == "text"]
+                texts = [v for v in values if text_kind(v) == "text"]
                 skipped = len(values) - len(texts)
                 result = encoder.encode(texts, progress=False, **opts)
                 stats = encoder.last_stats
@@ -239,9 +248,17 @@ def _embed_file(encoder, path, col, columns, n_rows, opts, output, dim, chunk_si
                         click.echo(_dumps(rec))
                 if bar is not None:
                     bar.update(len(values))
+    except KeyboardInterrupt:
+        if store is None:
+            raise
+        interrupted = True
     finally:
         if bar is not None:
             bar.close()
+    if interrupted:  # say how to continue: the finished chunks are kept
+        click.echo(f"Interrupted. {len(store.chunks)} finished chunk(s) are kept in {store.dir}/; "
+                   "run the same command with --resume to continue.", err=True)
+        raise click.exceptions.Exit(130)
 
     _truncation_warning(n_truncated, n_texts, encoder.max_length)
     if n_skipped:
@@ -254,6 +271,25 @@ def _embed_file(encoder, path, col, columns, n_rows, opts, output, dim, chunk_si
     totals = assemble(store, output, level)
     store.remove()
     _summary(output, totals, opts, encoder, dim, started)
+
+
+def _open_store(encoder, path, col, columns, opts, output, chunk_size, resume, skip_empty):
+    """The chunk store of this run (every setting that affects the numbers is recorded)."""
+    from .. import __version__
+    from ..embed_io import ChunkStore, input_fingerprint
+
+    settings = dict(opts, input=input_fingerprint(path), text_column=col, columns=columns,
+                    chunk_size=chunk_size, skip_empty=skip_empty, model=encoder.model_name,
+                    model_path=str(getattr(encoder.config, "_name_or_path", "")),
+                    device=encoder.device.type, bertkit=__version__, output=output)
+    store = ChunkStore(output, settings, resume=resume)
+    for k, why in sorted(store.damaged.items()):
+        click.echo(f"Note: chunk {k} in {store.dir}/ is damaged ({why}); recomputing it.", err=True)
+    if store.resumed:
+        click.echo(f"Resuming: {store.resumed} finished chunk(s) found in {store.dir}/.", err=True)
+    elif resume:
+        click.echo(f"Nothing to resume in {store.dir}/; starting from the beginning.", err=True)
+    return store
 
 
 def _dumps(obj) -> str:
