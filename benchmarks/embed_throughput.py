@@ -30,7 +30,16 @@ Baselines (on ``--baseline-n`` sentences, as they are slow): the seed notebooks'
 sentence at a time, batches of 32 padded to 64 tokens, and a plain loop (length-sorted,
 tokenized per batch, padded to each batch's longest, HF model called directly, mean pooling).
 
-Figures go to stdout and to benchmarks/results/embed_throughput.json.
+Back-ends (``--backends``, default on when onnxruntime is installed): bertkit with
+``backend="onnx"`` and ``"onnx-int8"``, against what a user would write without bertkit: a
+plain ONNX Runtime loop (length-sorted batches tokenized per batch, padded to the batch's
+longest, masked mean in numpy) over the same fp32 export and over its per-channel dynamic
+int8 quantization (sentence-transformers' own ``backend="onnx"`` needs optimum, which does
+not import with transformers 5.x). Also bertkit with ``Encoder.fast_path = False`` (the
+Hugging Face forward itself), which decides whether the hand-written forward is kept.
+Vectors of the ONNX fp32 rows are compared with bertkit (torch) and int8 rows with fp32.
+
+Figures go to stdout and to benchmarks/results/embed_throughput.json, with the CPU model.
 """
 
 from __future__ import annotations
@@ -126,6 +135,68 @@ def plain_loop(model, tokenizer, texts, batch_size=64):
     return out
 
 
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def plain_ort_loop(session, tokenizer, texts, batch_size=64):
+    """What a user writes around an ONNX export: sorted batches, tokenized per batch, padded to
+    the longest, masked mean of the last hidden state in numpy."""
+    names = {i.name for i in session.get_inputs()}
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = None
+    for s in range(0, len(order), batch_size):
+        idx = order[s: s + batch_size]
+        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=256,
+                        return_tensors="np")
+        feed = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
+                if k in names}
+        hidden = session.run(None, feed)[0]
+        m = enc["attention_mask"][..., None].astype(np.float32)
+        vec = (hidden * m).sum(1) / m.sum(1)
+        if out is None:
+            out = np.zeros((len(texts), vec.shape[1]), np.float32)
+        out[idx] = vec
+    return out
+
+
+def ort_session(path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_methods(B: int, threads: int, texts_warm) -> dict:
+    """bertkit's ONNX back-ends and plain ONNX Runtime loops over the same export files."""
+    import bertkit
+
+    fp32 = bertkit.Encoder(device="cpu", backend="onnx")
+    int8 = bertkit.Encoder(device="cpu", backend="onnx-int8")
+    fp32.encode(texts_warm, batch_size=B)
+    int8.encode(texts_warm, batch_size=B)
+    s32 = ort_session(fp32.backend._sessions["last"][0]._model_path, threads)
+    s8 = ort_session(int8.backend._sessions["last"][0]._model_path, threads)
+    tok = fp32.tokenizer
+    return {
+        "bertkit onnx": lambda t: fp32.encode(t, batch_size=B),
+        "bertkit onnx-int8": lambda t: int8.encode(t, batch_size=B),
+        "plain ONNX Runtime loop, fp32": lambda t: plain_ort_loop(s32, tok, t, B),
+        "plain ONNX Runtime loop, int8": lambda t: plain_ort_loop(s8, tok, t, B),
+    }
+
+
 def timed(fn):
     t = time.perf_counter()
     value = fn()
@@ -145,6 +216,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-baselines", action="store_true", help="skip the slow seed-style baselines")
     p.add_argument("--no-variants", action="store_true",
                    help="time only bertkit and sentence-transformers at --batch-size")
+    p.add_argument("--no-backends", action="store_true", help="skip the ONNX rows")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "embed_throughput.json")
     args = p.parse_args(argv)
 
@@ -157,6 +229,10 @@ def main(argv=None) -> int:
     from bertkit.models import default_model_path, quiet_transformers
 
     quiet_transformers()
+    if not args.data.is_file():
+        print(f"error: {args.data} is not here; this benchmark reads SST-2's train.tsv (a 'sentence' "
+              "column) from ../shared/datasets/sst2/ beside the clone, or pass --data FILE.", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     texts = load_texts(args.data, args.n)
@@ -167,8 +243,8 @@ def main(argv=None) -> int:
     print(f"{len(texts)} sentences from {args.data.name}, {n_tok.mean():.1f} tokens on average "
           f"({n_tok.max()} at most); model {enc.model_name}; {flops.mean() / 1e6:.0f} MFLOP per "
           f"sentence ({flops.sum() / n_tok.sum() / 1e6:.1f} MFLOP per token); torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}",
-          flush=True)
+          f"{torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}; "
+          f"CPU: {cpu_model()}", flush=True)
 
     # warm up both (first calls allocate and pick kernels)
     enc.encode(texts[:256], batch_size=args.batch_size)
@@ -188,11 +264,26 @@ def main(argv=None) -> int:
             finally:
                 enc.workers = None
 
+        def hf_forward(t):
+            enc.fast_path = False
+            try:
+                return enc.encode(t, batch_size=B)
+            finally:
+                enc.fast_path = True
+
         methods.update({
+            "bertkit, fast_path=False (HF forward)": hf_forward,
             "bertkit, workers=1 (intra-op threads only)": workers1,
             f"bertkit, no token cap ({B} texts a batch)": lambda t: enc.encode(t, batch_size=B, max_tokens=10**9),
             "sentence-transformers, batch 32": lambda t: st.encode(t, batch_size=32, convert_to_numpy=True),
         })
+    if not args.no_backends:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            print("(onnxruntime not installed: no ONNX rows; pip install 'bertkit[onnx]')", flush=True)
+        else:
+            methods.update(onnx_methods(B, torch.get_num_threads(), texts[:256]))
     names = list(methods)
     slices = [slice(s, min(s + args.slice, len(texts))) for s in range(0, len(texts), args.slice)]
     # times[name][round][slice]; methods take turns on each slice (order rotated) so that
@@ -224,7 +315,20 @@ def main(argv=None) -> int:
             paired_ratio_vs_st=float(np.median(st_times / t)),
             flop_fraction=float(flops.sum() / best_round / peak),
             min_cosine_vs_st=float(cosines(vectors[name], vectors["sentence-transformers"]).min())))
+    fidelity = {}
+    for name, ref in (("bertkit onnx", "bertkit"), ("plain ONNX Runtime loop, fp32", "bertkit"),
+                      ("bertkit onnx-int8", "bertkit onnx"), ("plain ONNX Runtime loop, int8", "bertkit onnx"),
+                      ("bertkit, fast_path=False (HF forward)", "bertkit")):
+        if name in vectors and ref in vectors:
+            c = cosines(vectors[name], vectors[ref])
+            fidelity[name] = dict(against=ref, min_cosine=float(c.min()), mean_cosine=float(c.mean()))
+    ratios = {}
+    for a, b in (("bertkit", "bertkit, fast_path=False (HF forward)"), ("bertkit onnx", "plain ONNX Runtime loop, fp32"),
+                 ("bertkit onnx-int8", "plain ONNX Runtime loop, int8")):
+        if a in times and b in times:
+            ratios[f"{a} / {b}"] = float(np.median(np.array(times[b]) / np.array(times[a])))
     results = dict(
+        cpu=cpu_model(), fidelity=fidelity, ratios=ratios,
         n=len(texts), mean_tokens=float(n_tok.mean()), batch_size=args.batch_size,
         threads=torch.get_num_threads(), torch=torch.__version__,
         transformers=transformers.__version__, sentence_transformers=sentence_transformers.__version__,
@@ -268,6 +372,10 @@ def main(argv=None) -> int:
           f"{results['ratio_best']:.2f} (best rounds), {results['ratio_overall']:.2f} (all rounds)")
     print(f"cosine bertkit vs sentence-transformers: min {cos.min():.6f}, mean {cos.mean():.6f} "
           f"({'ok' if cos.min() >= 0.9999 else 'BELOW 0.9999'})")
+    for name, f in fidelity.items():
+        print(f"cosine {name} vs {f['against']}: min {f['min_cosine']:.6f}, mean {f['mean_cosine']:.6f}")
+    for name, r in ratios.items():
+        print(f"ratio {name}: {r:.2f} (median of paired slices)")
     print(f"FLOP limit: fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s -> "
           f"{results['flop_limit_per_s']:.0f} sentences/s for these texts")
     args.json.parent.mkdir(parents=True, exist_ok=True)
