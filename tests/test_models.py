@@ -116,3 +116,69 @@ def test_cuda_without_gpu_is_clear():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="no CUDA GPU"):
         select_device("cuda")
+
+
+# ---------------------------------------------------------------- architectures (issue 14, item 9)
+
+def build_tiny_gpt2(folder) -> str:
+    """A 1-layer GPT-2 with a real byte-level BPE tokenizer (no padding token, as GPT-2)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2Model, GPT2TokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(["the cat sat on the mat", "a dog ran in the park"] * 5,
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = GPT2TokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
+                            eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=300, n_positions=64,
+                        bos_token_id=0, eos_token_id=0)
+    GPT2Model(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
+
+
+def test_check_architecture_refuses_non_encoders():
+    from transformers import BartConfig, BertConfig, GPT2Config, LlamaConfig, RobertaConfig, T5Config
+
+    from bertkit.models import check_architecture
+
+    check_architecture(BertConfig())  # the BERT family passes
+    check_architecture(RobertaConfig())
+    for config, what in [(GPT2Config(), "gpt2 model, a decoder-only language model"),
+                         (LlamaConfig(), "llama model, a decoder-only language model"),
+                         (T5Config(), "t5 model, an encoder-decoder"),
+                         (BartConfig(), "bart model, an encoder-decoder"),
+                         (BertConfig(is_decoder=True), "bert model, configured as a decoder")]:
+        with pytest.raises(ModelLoadError, match=what) as e:
+            check_architecture(config, "m")
+        assert "BERT-family encoders (bert, roberta" in str(e.value)
+
+
+def test_gpt2_folder_is_refused_by_every_entry_point(gpt2_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from bertkit import Encoder
+    from bertkit.cli import cli
+
+    for task in ("base", "classification"):
+        with pytest.raises(ModelLoadError, match="is a gpt2 model"):
+            load_model(gpt2_dir, task=task, device="cpu")
+    with pytest.raises(ModelLoadError, match="is a gpt2 model"):
+        Encoder(gpt2_dir, device="cpu")
+    train = os.path.join(os.path.dirname(__file__), "fixtures", "train_topics.csv")
+    runner = CliRunner()
+    for args in (["train", "--train", train, "--model", gpt2_dir, "--output", tmp_path / "out",
+                  "--epochs", "1", "--device", "cpu", "--precision", "fp32"],
+                 ["embed", "the cat", "a dog", "--model", gpt2_dir, "--output", tmp_path / "e.npy"]):
+        result = runner.invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: '{gpt2_dir}' is a gpt2 model, a decoder-only")
+        assert len(result.stderr.splitlines()) == 1 and "unexpected" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "e.npy").exists()

@@ -137,10 +137,12 @@ def test_open_index_builds_reuses_and_rebuilds(tiny_encoder, tmp_path, monkeypat
     assert status.action == "rebuilt"
 
     _corpus_file(tmp_path, CORPUS + ["", "a new line about the sky"])  # corpus changed
-    changed, status = open_index(corpus, encoder=tiny_encoder, index_path=idx_path, pooling="max")
+    changed, status = open_index(corpus, encoder=tiny_encoder, index_path=idx_path, pooling="max",
+                                 skip_empty=True)
     assert status.action == "rebuilt" and "changed" in status.reason
     assert changed.texts[-1] == "a new line about the sky"
     assert changed.rows[-1] == len(CORPUS) + 1  # the empty row was skipped, rows keep counting
+    assert changed.corpus["n_skipped"] == 1
     header = json.loads(bytes(np.load(idx_path)["header"]).decode())
     assert header["corpus"]["sha256"] == changed.corpus["sha256"]
 
@@ -172,3 +174,47 @@ def test_cached_index_is_rebuilt_when_model_changes_in_place(tmp_path, monkeypat
     _, again = open_index(corpus, encoder=Encoder(folder, device="cpu"))
     assert again.path == status.path and again.action == "rebuilt"
     assert "model changed" in again.reason
+
+
+def test_empty_corpus_rows_stop_unless_skip_empty(tiny_encoder, tmp_path):
+    # As `bertkit embed`: empty rows are an error naming --skip-empty, never dropped silently.
+    corpus = _corpus_file(tmp_path, ["the cat sat", "", "a dog ran", "  "])
+    with pytest.raises(DataError, match=r"2 of 4 rows .* are empty \(first: row 2\).*--skip-empty"):
+        open_index(corpus, encoder=tiny_encoder, index_path=tmp_path / "i.npz")
+    assert not (tmp_path / "i.npz").exists()
+    index, _ = open_index(corpus, encoder=tiny_encoder, index_path=tmp_path / "i.npz",
+                          skip_empty=True)
+    assert index.texts == ["the cat sat", "a dog ran"] and index.rows.tolist() == [0, 2]
+    assert index.corpus["n_skipped"] == 2 and index.corpus["n_rows"] == 4
+    numbers = tmp_path / "n.jsonl"
+    numbers.write_text('{"text": "the cat"}\n{"text": 42}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="Row 2 of column 'text' .* is int"):
+        open_index(numbers, encoder=tiny_encoder, index_path=tmp_path / "n.npz", skip_empty=True)
+
+
+def test_embeddings_npy_or_damaged_header_is_one_clear_error(index, tiny_encoder, tmp_path):
+    ref = tmp_path / "ref.npy"
+    np.save(ref, np.ones((3, 32), np.float32))  # what `bertkit embed --output ref.npy` writes
+    with pytest.raises(DataError, match=r"single NumPy array of shape \(3, 32\).*not a bertkit "
+                                        r"search index.*--index NEW.npz"):
+        SearchIndex.load(ref)
+    # --rebuild must not overwrite the user's embeddings with an index
+    corpus = _corpus_file(tmp_path)
+    before = ref.read_bytes()
+    with pytest.raises(InputError, match="--rebuild replaces index files only"):
+        open_index(corpus, encoder=tiny_encoder, index_path=ref, rebuild=True)
+    assert ref.read_bytes() == before
+
+    old = tmp_path / "old.npz"
+    index.save(old)
+    with np.load(old) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    del header["settings"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(old, **arrays)
+    with pytest.raises(DataError, match="damaged or old bertkit search index \\(its header has "
+                                        "no 'settings'\\); rebuild it.*--rebuild"):
+        SearchIndex.load(old)
+    rebuilt, status = open_index(corpus, encoder=tiny_encoder, index_path=old, rebuild=True)
+    assert status.action == "rebuilt" and SearchIndex.load(old).texts == CORPUS

@@ -91,10 +91,15 @@ def test_search_builds_then_reuses(run, tiny_model_dir, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat\na dog ran in the park\nstock market price fell\n"
                       "\nthe team won the game\n", encoding="utf-8")
+    stopped = run("search", "--corpus", corpus, "--query", "a cat", "--model", tiny_model_dir)
+    assert stopped.exit_code == 1  # as `bertkit embed`: empty rows are not dropped silently
+    assert stopped.stderr.startswith("Error: 1 of 5 rows") and "--skip-empty" in stopped.stderr
+    _no_trace(stopped)
     first = run("search", "--corpus", corpus, "--query", "a cat", "-k", "2",
-                "--model", tiny_model_dir)
+                "--model", tiny_model_dir, "--skip-empty")
     assert first.exit_code == 0, first.output
     assert first.stderr.startswith("index: built ") and "(4 texts embedded in" in first.stderr
+    assert "Warning: skipped 1 empty row(s)" in first.stderr
     assert str(tmp_path / "cache" / "indexes") in first.stderr
     assert first.stdout.splitlines()[0] == "query: a cat"
     assert len(first.stdout.splitlines()) == 2 + 2
@@ -102,9 +107,10 @@ def test_search_builds_then_reuses(run, tiny_model_dir, tmp_path):
     second = run("search", "--corpus", corpus, "-q", "a cat", "-q", "the market", "-k", "2",
                  "--model", tiny_model_dir, "--json")
     assert second.exit_code == 0, second.output
-    assert second.stderr.startswith("index: reused ")
+    assert second.stderr.startswith("index: reused ") and "1 empty row(s) left out" in second.stderr
     data = json.loads(second.stdout)
     assert data["index"]["action"] == "reused" and data["index"]["n_texts"] == 4
+    assert data["index"]["n_skipped"] == 1
     assert [r["query"] for r in data["results"]] == ["a cat", "the market"]
     hits = data["results"][0]["hits"]
     assert [h["rank"] for h in hits] == [1, 2] and hits[0]["score"] >= hits[1]["score"]
@@ -125,6 +131,23 @@ def test_search_explicit_index_refuses_other_settings(run, tiny_model_dir, tmp_p
     result = run("search", "--corpus", tmp_path / "nope.txt", "-q", "cat",
                  "--model", tiny_model_dir)
     assert result.exit_code == 1 and "does not exist" in result.stderr
+
+
+def test_search_index_that_is_not_an_index_is_one_error_line(run, tiny_model_dir, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat\na dog ran\n", encoding="utf-8")
+    ref = tmp_path / "ref.npy"
+    assert run("embed", "the cat", "a dog", "--model", tiny_model_dir, "--output", ref).exit_code == 0
+    before = ref.read_bytes()
+    result = run("search", "--corpus", corpus, "-q", "cat", "--index", ref, "--model", tiny_model_dir)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"Error: '{ref}' is a single NumPy array of shape (2, 32)")
+    assert "not a bertkit search index" in result.stderr and "--index NEW.npz" in result.stderr
+    assert "unexpected" not in result.stderr
+    result = run("search", "--corpus", corpus, "-q", "cat", "--index", ref, "--rebuild",
+                 "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "--rebuild replaces index files only" in result.stderr
+    assert ref.read_bytes() == before  # the embeddings were not overwritten
 
 
 def test_attention_png_json_and_option_errors(run, tiny_model_dir, tmp_path):

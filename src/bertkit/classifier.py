@@ -78,6 +78,14 @@ class Classifier:
         None picks cuda > mps > cpu.
     max_length : int or None, default=None
         Longest input in tokens; None uses the training setting (or the model's limit).
+        Over the model's limit (its position embeddings) it is refused, as in training.
+
+    Raises
+    ------
+    ModelLoadError
+        ``model`` has no trained classification head (e.g. a plain encoder such as the
+        bundled default): its head would be random (see
+        :func:`bertkit.models.load_model`'s ``trained_head``).
 
     Attributes
     ----------
@@ -92,15 +100,20 @@ class Classifier:
 
         set_threads()  # BERTKIT_THREADS, when set
         self.path = str(model)
-        self.model, self.tokenizer = load_model(model, task="classification", device=device)
+        self.model, self.tokenizer = load_model(model, task="classification", device=device,
+                                                trained_head=True)
         config = self.model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
         self.label2id = {name: i for i, name in enumerate(self.labels)}
         args_file = Path(self.path) / "training_args.json"
         self.training_args = json.loads(args_file.read_text(encoding="utf-8")) if args_file.is_file() else {}
         check_positive_int("max_length", max_length, "Classifier", allow_none=True)
+        limit = max_length_of(self.tokenizer, config)
+        if max_length is not None and max_length > limit:
+            # Longer inputs would overrun the position embeddings (a torch size error).
+            raise InputError(f"--max-length {max_length} is over the model's limit of {limit} tokens.")
         trained = self.training_args.get("config", {}).get("max_length")
-        self.max_length = max_length or trained or max_length_of(self.tokenizer, config)
+        self.max_length = max_length or min(trained or limit, limit)
         self.training_result: dict | None = None
 
     def __repr__(self) -> str:
@@ -284,7 +297,10 @@ class Classifier:
         """
         from .evaluate import classification_metrics, plot_confusion
         from .labelled import encode_labels
+        from .predict import check_writable
 
+        if plot:
+            check_writable(plot, "--plot")  # before the work, not after it
         data_set = self.load_data(data, text_column=text_column, pair_column=pair_column,
                                   label_column=label_column, columns=columns, strict=strict)
         y_true = encode_labels(data_set, self.label2id)
@@ -299,11 +315,13 @@ class Classifier:
 
     def predict_file(self, input, output, *, columns=None, text_column: str | None = None,
                      pair_column: str | None = None, batch_size: int = 64,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, overwrite: bool = False) -> dict:
         """Predict every row of ``input`` and write ``output`` (.csv, .tsv, .jsonl, .parquet):
         the input columns plus ``prediction`` and one ``prob_<label>`` column per class.
 
         Rows without text keep their place with an empty prediction (they are counted).
+        ``output`` is checked before any work: an existing file is replaced only with
+        ``overwrite=True`` (default False), and an unwritable location is refused.
 
         Returns
         -------
@@ -314,7 +332,7 @@ class Classifier:
         from .data import read_table
         from .predict import check_output_path, write_predictions
 
-        check_output_path(output)
+        check_output_path(output, overwrite=overwrite)
         frame = read_table(input, columns=columns)
         data_set = self.load_data(frame, text_column=text_column, pair_column=pair_column,
                                   require_labels=False)
@@ -323,7 +341,7 @@ class Classifier:
         kept = np.asarray(data_set.rows, dtype=np.int64) - 1
         probs[kept] = self.predict_proba(data_set.texts, data_set.pairs, batch_size=batch_size,
                                          progress=progress)
-        write_predictions(frame, probs, self.labels, output, kept=kept)
+        write_predictions(frame, probs, self.labels, output, kept=kept, overwrite=overwrite)
         pred = probs[kept].argmax(axis=1)
         counts = {name: int((pred == j).sum()) for j, name in enumerate(self.labels)}
         return {"output": str(output), "n_rows": len(frame), "n_predicted": len(kept),

@@ -223,6 +223,7 @@ def load_model(
     task: str = "base",
     device=None,
     attn_implementation: str | None = None,
+    trained_head: bool = False,
     **kwargs,
 ):
     """Load ``model`` in eval mode on ``device`` and return ``(model, tokenizer)``.
@@ -233,34 +234,117 @@ def load_model(
         See :func:`resolve_model`.
     task : {"base", "classification", "auto"}, default="base"
         "base" loads the encoder (``AutoModel``), "classification" a sequence classifier,
-        "auto" whatever ``config.architectures`` names (used by ``info``).
+        "auto" whatever ``config.architectures`` names (used by ``info``, which describes
+        any model, so only "base" and "classification" run :func:`check_architecture`).
     device : str, torch.device or None, default=None
         None picks cuda > mps > cpu.
     attn_implementation : str or None, default=None
         "eager" to get attention weights back (SDPA, the default, does not return them).
+    trained_head : bool, default=False
+        With ``task="classification"``: refuse a model whose checkpoint lacks weights of
+        the classifier (see :func:`_check_trained_head`); training passes False because it
+        adds the new head itself.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing/broken files, an architecture bertkit cannot run, or (``trained_head``) no
+        trained classification head.
     """
     import transformers
 
     quiet_transformers()
+    if task not in ("base", "classification", "auto"):
+        raise InputError(f"The 'task' parameter of load_model must be one of {{'base', 'classification', 'auto'}}. Got {task!r} instead.")
     resolved = resolve_model(model)
+    config = _from_pretrained(transformers.AutoConfig, resolved, "config")
+    if task != "auto":
+        # From the config alone, before the tokenizer: a GPT-2 folder otherwise fails deep
+        # in training ("no padding token") or silently embeds with a causal model.
+        check_architecture(config, model if model is not None else DEFAULT_MODEL_NAME)
     tokenizer = _from_pretrained(transformers.AutoTokenizer, resolved, "tokenizer")
     if task == "base":
         cls = transformers.AutoModel
     elif task == "classification":
         cls = transformers.AutoModelForSequenceClassification
-    elif task == "auto":
-        config = _from_pretrained(transformers.AutoConfig, resolved, "config")
+    else:
         arch = (getattr(config, "architectures", None) or [None])[0]
         cls = getattr(transformers, arch, None) if arch else None
         cls = cls or transformers.AutoModel
-    else:
-        raise InputError(f"The 'task' parameter of load_model must be one of {{'base', 'classification', 'auto'}}. Got {task!r} instead.")
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    net = _from_pretrained(cls, resolved, "model", use_safetensors=True, **kwargs)
+    if trained_head and task == "classification":
+        net, info = _from_pretrained(cls, resolved, "model", use_safetensors=True,
+                                     output_loading_info=True, **kwargs)
+        _check_trained_head(info, model)
+    else:
+        net = _from_pretrained(cls, resolved, "model", use_safetensors=True, **kwargs)
     net.to(select_device(device) if not hasattr(device, "type") else device)
     net.eval()
     return net, tokenizer
+
+
+# Examples for the message; the rule itself is in check_architecture.
+SUPPORTED_FAMILIES = ("bert", "roberta", "distilbert", "albert", "electra", "xlm-roberta",
+                      "deberta", "deberta-v2", "camembert", "mpnet", "modernbert")
+
+
+def check_architecture(config, model="the model") -> None:
+    """Refuse a model that is not a BERT-family encoder, from its config alone.
+
+    bertkit pads batches, pools token vectors and puts a classifier on [CLS]: that needs a
+    bidirectional encoder. The rule: ``config.model_type`` has a masked-language-model class
+    in transformers (the BERT family: bert, roberta, distilbert, albert, electra,
+    xlm-roberta, deberta(-v2), camembert, mpnet, modernbert, ...) and the config is neither
+    a decoder (``is_decoder``) nor an encoder-decoder (``is_encoder_decoder``: bart, t5).
+    Decoder-only language models (gpt2, llama, ...) have no masked-LM class and are refused.
+
+    Raises
+    ------
+    ModelLoadError
+        One line naming the model type and what bertkit supports.
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    kind = getattr(config, "model_type", "") or "unknown"
+    if getattr(config, "is_encoder_decoder", False):
+        what = "an encoder-decoder (sequence-to-sequence) model"
+    elif getattr(config, "is_decoder", False):
+        what = "configured as a decoder (is_decoder=true in config.json)"
+    elif kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return
+    elif kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        what = "a decoder-only language model"
+    else:
+        what = "not an encoder bertkit knows"
+    raise ModelLoadError(
+        f"'{model}' is a {kind} model, {what}; bertkit works with BERT-family encoders "
+        f"({', '.join(SUPPORTED_FAMILIES)}, ...). Pass --model with such a model, or leave it "
+        "out for the bundled default.")
+
+
+def _check_trained_head(info: dict, model) -> None:
+    """Refuse a classifier whose checkpoint lacks some of its weights.
+
+    transformers fills weights missing from the checkpoint with random values, so an
+    encoder folder (e.g. the bundled default) loaded as a classifier gives different
+    probabilities on every run. The decisive test is whether the checkpoint holds the head's
+    weights, not whether bertkit wrote the folder: a classifier trained elsewhere (config,
+    safetensors with classifier weights, no training_args.json) loads. transformers'
+    loading report (``missing_keys``) is used rather than reading the safetensors keys
+    ourselves, because it already maps key prefixes, renamed legacy keys, shards and Hub
+    files; it costs nothing extra, the weights are read once either way.
+    """
+    missing = sorted(info.get("missing_keys") or [])
+    if not missing:
+        return
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    name = model if model is not None else DEFAULT_MODEL_NAME
+    raise ModelLoadError(
+        f"'{name}' has no trained classification head ({shown} not in its weights, so they "
+        "would be random and predictions would change from run to run). Train one first: "
+        f"bertkit train --train FILE --model {name} --output DIR, then pass --model DIR.")
 
 
 def max_length_of(tokenizer, config=None) -> int:

@@ -151,16 +151,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 
 
-def write_predictions(frame, probs: np.ndarray, labels, path, *, kept=None) -> str:
+def write_predictions(frame, probs: np.ndarray, labels, path, *, kept=None,
+                      overwrite: bool = False) -> str:
     """Write ``frame`` plus ``prediction`` and one ``prob_<label>`` column per class to
     ``path`` (.csv, .tsv, .jsonl or .parquet), atomically. Returns the path.
 
     ``kept`` (row positions) marks the rows that were predicted; the others get an empty
-    prediction and missing probabilities."""
+    prediction and missing probabilities. An existing ``path`` is replaced only with
+    ``overwrite``."""
     from .data import file_format
     from .io import atomic_path
 
-    check_output_path(path)
+    check_output_path(path, overwrite=overwrite)
     fmt = file_format(path)
     out = frame.copy()
     predicted = np.zeros(len(out), dtype=bool)
@@ -188,8 +190,13 @@ def write_predictions(frame, probs: np.ndarray, labels, path, *, kept=None) -> s
     return os.fspath(path)
 
 
-def check_output_path(path) -> None:
-    """Fail early (before any compute) on an output path that cannot be written."""
+def check_output_path(path, *, overwrite: bool = False, flag: str = "--output") -> None:
+    """Fail early (before any compute) on an output file that cannot or may not be written.
+
+    Checks the format, that ``path`` is not a folder, that it does not exist yet unless
+    ``overwrite`` (replacing earlier predictions is never silent), and that its folder
+    exists and can be written (see :func:`check_writable`).
+    """
     from .data import file_format
 
     try:
@@ -197,7 +204,42 @@ def check_output_path(path) -> None:
     except DataError:
         fmt = None
     if fmt not in OUTPUT_FORMATS or str(path).lower().endswith(".gz"):
-        raise InputError(f"--output must end in one of {', '.join(OUTPUT_FORMATS)}; got '{path}'.")
-    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
-    if not os.path.isdir(parent):
-        raise InputError(f"The folder of --output '{path}' does not exist; create it first.")
+        raise InputError(f"{flag} must end in one of {', '.join(OUTPUT_FORMATS)}; got '{path}'.")
+    check_writable(path, flag, create_parents=False)
+    if os.path.exists(path) and not overwrite:
+        raise InputError(f"{flag} '{path}' already exists; pass --overwrite to replace it, or "
+                         "choose another file name.")
+
+
+def check_writable(path, flag: str = "--output", *, create_parents: bool = True) -> None:
+    """Raise :class:`InputError` (naming ``flag``) if the file ``path`` cannot be created.
+
+    Catches before any work what would otherwise fail after it: ``path`` is a folder, a
+    parent is a file, the folder is missing (``create_parents=False``; with True the
+    nearest existing folder must be writable, as ``atomic_path`` creates the rest) or not
+    writable. Writability is probed by creating and deleting a temporary file, which also
+    catches read-only file systems where ``os.access`` answers yes (e.g. for root).
+
+    Kept here until ``bertkit.io`` has a shared ``check_writable`` (the lead unifies them).
+    """
+    import tempfile
+
+    shown = os.fspath(path)  # messages name the path as the user gave it
+    path = os.path.abspath(shown)
+    if os.path.isdir(path):
+        raise InputError(f"{flag} '{shown}' is a folder; give a file name inside it instead.")
+    folder = os.path.dirname(path)
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(f"{flag} '{shown}' cannot be created: '{existing}' is a file, not a folder.")
+    if existing != folder and not create_parents:
+        raise InputError(f"The folder of {flag} '{shown}' does not exist; create it first.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".bertkit-write-test-", dir=existing)
+    except OSError as e:
+        raise InputError(f"{flag} '{shown}' cannot be written: folder '{existing}' is not "
+                         f"writable ({e.strerror or e}); pick another location.") from None
+    os.close(fd)
+    os.remove(probe)

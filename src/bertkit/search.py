@@ -228,13 +228,15 @@ class SearchIndex:
 
     @classmethod
     def from_file(cls, path, *, text_column: str | None = None, columns=None,
-                  **kwargs) -> "SearchIndex":
+                  skip_empty: bool = False, **kwargs) -> "SearchIndex":
         """Build an index of the texts in a corpus file (.txt, .csv, .tsv, .jsonl, .parquet).
 
         ``text_column`` names the column (default: ``text``, ``sentence`` or the only
-        column); empty rows are skipped. Other arguments as in :meth:`build`.
+        column); empty rows are an error unless ``skip_empty`` (default False; see
+        :func:`read_corpus`). Other arguments as in :meth:`build`.
         """
-        texts, rows, corpus = read_corpus(path, text_column=text_column, columns=columns)
+        texts, rows, corpus = read_corpus(path, text_column=text_column, columns=columns,
+                                          skip_empty=skip_empty)
         return cls.build(texts, rows=rows, corpus=corpus, **kwargs)
 
     # ------------------------------------------------------------------ files
@@ -261,27 +263,20 @@ class SearchIndex:
 
     @classmethod
     def load(cls, path) -> "SearchIndex":
-        """Read an index written by :meth:`save` (no pickle is ever loaded)."""
+        """Read an index written by :meth:`save` (no pickle is ever loaded).
+
+        Raises
+        ------
+        DataError
+            One line telling apart a file that is not an index (e.g. an embeddings ``.npy``
+            written by ``bertkit embed``), a damaged or old index (rebuild it) and one
+            written by a newer bertkit.
+        """
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise DataError(f"Index file '{path}' does not exist.")
-        bad = f"'{path}' is not a bertkit search index"
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(bytes(z["header"]).decode("utf-8"))
-                vectors = z["vectors"]
-                rows = z["rows"]
-                blob = bytes(z["text_bytes"])
-                offsets = z["text_offsets"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DataError(f"{bad} or is damaged ({first[:120]}); delete it or pass "
-                            "another --index (it is rebuilt on the next search).") from None
-        if header.get("format") != FORMAT:
-            raise DataError(f"{bad} (no '{FORMAT}' header); pass another --index.")
-        if header.get("version", 0) > FORMAT_VERSION:
-            raise DataError(f"'{path}' was written by a newer bertkit (index format "
-                            f"{header.get('version')}); upgrade bertkit or rebuild the index.")
+        header, arrays = _read_index_file(path)
+        vectors, rows, blob, offsets = arrays
         texts = [blob[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(len(offsets) - 1)]
         index = cls(vectors, texts, settings=header["settings"], model=header["model"],
                     rows=rows, corpus=header.get("corpus"), created=header.get("created"),
@@ -357,8 +352,72 @@ class SearchIndex:
         return results[0] if single else results
 
 
-def read_corpus(path, *, text_column: str | None = None, columns=None):
-    """Texts of a corpus file, their row numbers (empty rows skipped) and its fingerprint."""
+def _not_an_index(path, what: str) -> DataError:
+    err = DataError(
+        f"'{path}' is {what}, not a bertkit search index. Pass an index file to --index, or a "
+        "new .npz name to build one there: bertkit search --corpus FILE --index NEW.npz -q TEXT.")
+    err.is_index = False  # the user's own data: --rebuild must not overwrite it
+    return err
+
+
+def _damaged(path, why: str) -> DataError:
+    return DataError(f"'{path}' is a damaged or old bertkit search index ({why}); rebuild it: "
+                     "run the same search with --rebuild (or delete the file).")
+
+
+def _read_index_file(path):
+    """The header and (vectors, rows, text bytes, text offsets) of an index file, checked."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _not_an_index(path, f"not an .npz file ({first[:100]})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # np.load gives a plain array for .npy
+        raise _not_an_index(path, f"a single NumPy array of shape {tuple(z.shape)} "
+                                  "(an embeddings file?)")
+    with z:
+        if "header" not in z.files:
+            raise _not_an_index(path, f"an .npz file with arrays {', '.join(z.files[:5])}")
+        try:
+            header = json.loads(bytes(z["header"]).decode("utf-8"))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            header = None  # e.g. a pickled object array: not ours either way
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise _not_an_index(path, f"an .npz file without a '{FORMAT}' header")
+        try:
+            arrays = (z["vectors"], z["rows"], bytes(z["text_bytes"]), z["text_offsets"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise _damaged(path, first[:120]) from None
+    if header.get("version", 0) > FORMAT_VERSION:
+        raise DataError(f"'{path}' was written by a newer bertkit (index format "
+                        f"{header.get('version')}); upgrade bertkit or rebuild the index.")
+    for key in ("settings", "model"):
+        if not isinstance(header.get(key), dict):
+            raise _damaged(path, f"its header has no '{key}'")
+    try:
+        header["settings"] = _check_settings(header["settings"])
+    except InputError:
+        raise _damaged(path, f"unknown settings {sorted(header['settings'])}") from None
+    vectors, rows, _, offsets = arrays
+    if vectors.ndim != 2 or not len(vectors) == len(rows) == len(offsets) - 1:
+        raise _damaged(path, f"{len(vectors)} vectors, {len(rows)} rows and "
+                             f"{len(offsets) - 1} texts do not match")
+    return header, arrays
+
+
+def read_corpus(path, *, text_column: str | None = None, columns=None,
+                skip_empty: bool = False):
+    """Texts of a corpus file, their row numbers (0-based) and its fingerprint.
+
+    Empty rows (blank, missing) stop with a :class:`DataError` unless ``skip_empty``, as in
+    ``bertkit embed``: a corpus with holes is usually a wrong --text-column or a broken
+    file, and leaving rows out silently would hide that. Skipped rows are counted in the
+    fingerprint (``n_skipped``) so the CLI can say how many. A non-text value (a number)
+    is always an error naming its row.
+    """
+    import math
+
     from .data import default_text_column, read_table, require_columns
 
     frame = read_table(path, columns=columns)
@@ -366,16 +425,27 @@ def read_corpus(path, *, text_column: str | None = None, columns=None):
         text_column = default_text_column(frame, path)
     else:
         require_columns(frame, {"--text-column": text_column}, path)
-    texts, rows = [], []
+    texts, rows, empty = [], [], []
     for i, value in enumerate(frame[text_column].tolist()):
         if isinstance(value, str) and value.strip():
             texts.append(value)
             rows.append(i)
+        elif value is None or isinstance(value, str) or (isinstance(value, float) and math.isnan(value)):
+            empty.append(i)
+        else:
+            raise DataError(f"Row {i + 1} of column '{text_column}' in '{path}' is "
+                            f"{type(value).__name__} ({value!r:.40}), not text; fix that row or "
+                            "pick another --text-column.")
     if not texts:
         raise DataError(f"'{path}' has no non-empty texts in column '{text_column}'.")
+    if empty and not skip_empty:
+        raise DataError(f"{len(empty)} of {len(frame)} rows of column '{text_column}' in '{path}' "
+                        f"are empty (first: row {empty[0] + 1}); remove them, or pass --skip-empty "
+                        "to leave them out of the index.")
     corpus = file_fingerprint(path)
     corpus["text_column"] = str(text_column)
     corpus["n_rows"] = len(frame)
+    corpus["n_skipped"] = len(empty)
     return texts, rows, corpus
 
 
@@ -412,8 +482,8 @@ class IndexStatus:
 
 
 def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None = None,
-               columns=None, rebuild: bool = False, batch_size: int = 64,
-               progress: bool | None = None, **settings):
+               columns=None, rebuild: bool = False, skip_empty: bool = False,
+               batch_size: int = 64, progress: bool | None = None, **settings):
     """Reuse the index of ``corpus_path`` if it is up to date, else build (and save) it.
 
     The index is reused when its corpus fingerprint (content and text column) matches the
@@ -459,13 +529,26 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
             index._encoder = encoder
             return index, IndexStatus("reused", index_path, time.perf_counter() - t0)
     elif rebuild and os.path.exists(index_path):
+        if not cached and not _is_index_file(index_path):
+            raise InputError(f"--rebuild replaces index files only, and '{index_path}' is not a "
+                             "bertkit search index; pass a new --index name (or delete the file).")
         reason = "--rebuild was given"
     index = SearchIndex.from_file(corpus_path, text_column=text_column, columns=columns,
-                                  encoder=encoder, batch_size=batch_size, progress=progress,
-                                  **settings)
+                                  skip_empty=skip_empty, encoder=encoder, batch_size=batch_size,
+                                  progress=progress, **settings)
     index.save(index_path)
     action = "rebuilt" if reason else "built"
     return index, IndexStatus(action, index_path, time.perf_counter() - t0, reason)
+
+
+def _is_index_file(path) -> bool:
+    """Whether ``path`` is (or was) a bertkit index: a readable one, or a damaged/old one
+    that still has our header. Anything else is the user's data and is never overwritten."""
+    try:
+        _read_index_file(path)
+        return True
+    except DataError as e:
+        return getattr(e, "is_index", True)
 
 
 def semantic_search(queries, corpus, k: int = 5, *, encoder=None, model=None, **settings):

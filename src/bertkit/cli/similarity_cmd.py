@@ -249,13 +249,17 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
               "per corpus, column, model and settings under ~/.cache/bertkit/indexes "
               "($BERTKIT_CACHE/indexes when set).")
 @click.option("--rebuild", is_flag=True, help="Re-embed the corpus even if the index is up to date.")
+@click.option("--skip-empty", is_flag=True,
+              help="Leave empty corpus rows out of the index (and say how many) instead of "
+                   "stopping, as in `bertkit embed`.")
 @sentence_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @model_option
 @device_option
 @json_option
-def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, pooling,
-                   layers, layer_agg, exclude_special, long, batch_size, model, device, as_json):
+def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, skip_empty,
+                   pooling, layers, layer_agg, exclude_special, long, batch_size, model, device,
+                   as_json):
     """Find the texts of --corpus closest in meaning to each --query.
 
     The corpus is embedded once and kept in an index file (vectors, texts, settings and the
@@ -269,21 +273,28 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
     with _library_warnings():
         index, status = open_index(
             corpus, encoder=encoder, index_path=index_path, text_column=text_column,
-            columns=columns, rebuild=rebuild, batch_size=batch_size,
+            columns=columns, rebuild=rebuild, skip_empty=skip_empty, batch_size=batch_size,
             progress=stderr_is_terminal(), pooling=pooling, layers=layers,
             layer_agg=layer_agg, exclude_special=exclude_special, long=long)
+    skipped = (index.corpus or {}).get("n_skipped", 0)  # > 0 only with --skip-empty
     if status.action == "reused":
-        click.echo(f"index: reused {status.path} ({len(index)} texts, embedded {index.created} "
-                   f"in {index.build_seconds:.1f} s; loaded in {status.seconds:.2f} s)", err=True)
+        left_out = f", {skipped} empty row(s) left out" if skipped else ""
+        click.echo(f"index: reused {status.path} ({len(index)} texts{left_out}, embedded "
+                   f"{index.created} in {index.build_seconds:.1f} s; loaded in "
+                   f"{status.seconds:.2f} s)", err=True)
     else:
         why = f" because {status.reason}" if status.reason else ""
         click.echo(f"index: {status.action} {status.path}{why} ({len(index)} texts embedded in "
                    f"{index.build_seconds:.1f} s)", err=True)
+        if skipped:
+            warn(f"skipped {skipped} empty row(s) of '{corpus}' (--skip-empty); the index has "
+                 f"{len(index)} texts, not {len(index) + skipped}.")
     with _library_warnings():
         results = index.search(list(queries), k, encoder=encoder, batch_size=batch_size)
     if as_json:
         echo_json({"index": {"path": status.path, "action": status.action,
                              "seconds": round(status.seconds, 3), "n_texts": len(index),
+                             "n_skipped": skipped,
                              "settings": index.settings, "model": index.model["name"]},
                    "results": [{"query": q, "hits": [h.to_dict() for h in hits]}
                                for q, hits in zip(queries, results)]})

@@ -29,6 +29,12 @@ label_column_option = click.option(
 strict_option = click.option(
     "--strict", is_flag=True, default=None,
     help="Fail on the first row with a missing text or label (default: skip and count them).")
+# predict/evaluate need a trained classifier; the shared --model option's help names the
+# bundled encoder as the default, which has no trained head and is refused there.
+trained_model_option = click.option(
+    "--model", "-m", default=None, metavar="DIR",
+    help="Required: a trained classifier, the --output DIR of `bertkit train` (or a Hugging "
+         "Face sequence-classification folder or id with trained head weights).")
 batch_size_option = click.option(
     "--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
     help="Examples per inference batch.")
@@ -150,7 +156,7 @@ def train_command(ctx, config_file, progress, as_json, **_):
 
 
 @cli.command("evaluate")
-@model_option
+@trained_model_option
 @click.option("--data", required=True, metavar="FILE", help="Labelled data: .csv, .tsv, .jsonl or .parquet.")
 @columns_option
 @text_column_option
@@ -176,6 +182,10 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 
     if model is None:
         raise click.UsageError("evaluate needs --model DIR (a folder written by bertkit train).")
+    if plot:
+        from ..predict import check_writable
+
+        check_writable(plot, "--plot")  # before the work, not after it
     clf = Classifier(model, device=device, max_length=max_length)
     metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
                            label_column=label_column, columns=columns, strict=bool(strict),
@@ -199,13 +209,15 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 
 
 @cli.command("predict")
-@model_option
+@trained_model_option
 @click.argument("text", required=False)
 @click.option("--pair", default=None, metavar="TEXT2", help="Second text of a sentence pair.")
 @click.option("--input", "input_file", default=None, metavar="FILE",
               help="Predict every row of a .csv/.tsv/.jsonl/.parquet file (needs --output).")
 @click.option("--output", "-o", "output_file", default=None, metavar="FILE",
-              help="Where to write the predictions (.csv, .tsv, .jsonl or .parquet).")
+              help="Where to write the predictions (.csv, .tsv, .jsonl or .parquet). An "
+                   "existing file is refused unless --overwrite.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
 @columns_option
 @text_column_option
 @pair_column_option
@@ -214,8 +226,8 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
               help="Longest input in tokens (default: the training setting).")
 @device_option
 @json_option
-def predict_command(model, text, pair, input_file, output_file, columns, text_column, pair_column,
-                    batch_size, max_length, device, as_json):
+def predict_command(model, text, pair, input_file, output_file, overwrite, columns, text_column,
+                    pair_column, batch_size, max_length, device, as_json):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
     --input FILE into --output FILE with every class probability."""
     from ..classifier import Classifier
@@ -226,14 +238,15 @@ def predict_command(model, text, pair, input_file, output_file, columns, text_co
         raise click.UsageError("Give either TEXT or --input FILE (with --output FILE).")
     if input_file is not None and output_file is None:
         raise click.UsageError("--input needs --output FILE (.csv, .tsv, .jsonl or .parquet).")
-    if text is not None and (output_file or columns or text_column or pair_column):
-        raise click.UsageError("--output/--columns/--text-column/--pair-column go with --input FILE.")
+    if text is not None and (output_file or overwrite or columns or text_column or pair_column):
+        raise click.UsageError("--output/--overwrite/--columns/--text-column/--pair-column go "
+                               "with --input FILE.")
     if input_file is not None and pair is not None:
         raise click.UsageError("--pair goes with TEXT; for a file, name the column with --pair-column.")
     if input_file is not None:
         from ..predict import check_output_path
 
-        check_output_path(output_file)
+        check_output_path(output_file, overwrite=overwrite)  # before loading anything
     clf = Classifier(model, device=device, max_length=max_length)
     if text is not None:
         trained_pairs = clf.training_args.get("data", {}).get("pair_column")
@@ -254,7 +267,7 @@ def predict_command(model, text, pair, input_file, output_file, columns, text_co
         return
     summary = clf.predict_file(input_file, output_file, columns=columns, text_column=text_column,
                                pair_column=pair_column, batch_size=batch_size,
-                               progress=stderr_is_terminal())
+                               progress=stderr_is_terminal(), overwrite=overwrite)
     if summary["n_skipped"]:
         warn(f"{summary['n_skipped']} rows had no text and got no prediction ({_reasons(summary['skipped'])}).")
     if summary["n_truncated"]:
