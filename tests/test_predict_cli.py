@@ -93,9 +93,9 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, data):
     one_error_line(run(*predict, tmp_path / "out.csv"),
                    f"Error: --output '{tmp_path / 'out.csv'}' is a folder")
     one_error_line(run(*predict, data / "pred.csv"),
-                   f"Error: --output '{data / 'pred.csv'}' cannot be created: '{data}' is a file")
+                   f"Error: --output '{data / 'pred.csv'}' cannot be written: '{data}' is a file")
     one_error_line(run("evaluate", "--model", nomodel, "--data", data, "--plot", data / "cm.png"),
-                   f"Error: --plot '{data / 'cm.png'}' cannot be created: '{data}' is a file")
+                   f"Error: --plot '{data / 'cm.png'}' cannot be written: '{data}' is a file")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import check_positive_int, check_texts
+from ._validate import check_choice, check_positive_int, check_texts
 from .errors import DataError, InputError
 from .train import TrainConfig
 
@@ -76,6 +76,9 @@ class Classifier:
         model folder or Hub id).
     device : str or None, default=None
         None picks cuda > mps > cpu.
+    backend : {"torch", "onnx", "onnx-int8"}, default="torch"
+        What runs the model (see :mod:`bertkit.backends`); the ONNX back-ends need
+        ``pip install 'bertkit[onnx]'`` and export the model once (cached).
     max_length : int or None, default=None
         Longest input in tokens; None uses the training setting (or the model's limit).
         Over the model's limit (its position embeddings) it is refused, as in training.
@@ -95,13 +98,19 @@ class Classifier:
         Contents of ``training_args.json`` ({} for a folder not made by bertkit).
     """
 
-    def __init__(self, model, *, device=None, max_length: int | None = None):
-        from .models import load_model, max_length_of, set_threads
+    def __init__(self, model, *, device=None, max_length: int | None = None, backend: str = "torch"):
+        from .backends import BACKENDS, load_backend
+        from .models import load_model, max_length_of, resolve_model, set_threads
 
+        check_choice("backend", backend, BACKENDS, "Classifier")
         set_threads()  # BERTKIT_THREADS, when set
         self.path = str(model)
-        self.model, self.tokenizer = load_model(model, task="classification", device=device,
+        self.model, self.tokenizer = load_model(model, task="classification",
+                                                device=device if backend == "torch" else "cpu",
                                                 trained_head=True)
+        self.backend_name = backend
+        self.backend = load_backend(self.model if backend == "torch" else resolve_model(model),
+                                    backend=backend, kind="classifier", device=device)
         config = self.model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
         self.label2id = {name: i for i, name in enumerate(self.labels)}
@@ -116,8 +125,14 @@ class Classifier:
         self.max_length = max_length or min(trained or limit, limit)
         self.training_result: dict | None = None
 
+    @classmethod
+    def load(cls, model, *, device=None, max_length: int | None = None, backend: str = "torch") -> "Classifier":
+        """Load a saved classifier (same as ``Classifier(model, ...)``); ``backend`` is
+        "torch", "onnx" or "onnx-int8" (see :mod:`bertkit.backends`)."""
+        return cls(model, device=device, max_length=max_length, backend=backend)
+
     def __repr__(self) -> str:
-        return f"Classifier({self.path!r}, labels={self.labels})"
+        return f"Classifier({self.path!r}, labels={self.labels}, backend={self.backend_name!r})"
 
     # ------------------------------------------------------------------------ training
 
@@ -254,7 +269,9 @@ class Classifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         enc = encode_examples(self.tokenizer, texts, pairs, max_length=self.max_length)
         self.last_n_truncated = enc.n_truncated
-        logits = predict_logits(self.model, self.tokenizer, enc, batch_size=batch_size, progress=progress)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.model.eval()
+        logits = predict_logits(self.backend, enc, pad_id=pad_id, batch_size=batch_size, progress=progress)
         return softmax(logits)
 
     def predict(self, texts, pairs=None, *, batch_size: int = 64, progress: bool = False):
@@ -297,10 +314,10 @@ class Classifier:
         """
         from .evaluate import classification_metrics, plot_confusion
         from .labelled import encode_labels
-        from .predict import check_writable
+        from .io import check_writable
 
         if plot:
-            check_writable(plot, "--plot")  # before the work, not after it
+            check_writable(plot, "--plot", kind="file")  # before the work, not after it
         data_set = self.load_data(data, text_column=text_column, pair_column=pair_column,
                                   label_column=label_column, columns=columns, strict=strict)
         y_true = encode_labels(data_set, self.label2id)

@@ -4,13 +4,17 @@ The first stage of the inference pipeline (featurize -> batch -> forward -> redu
 text is tokenized in full exactly once (a fast tokenizer, batched), so texts over the
 model's limit are known and counted; each becomes one or more :class:`Piece` s: the whole
 text, its head (``long="truncate"``), or overlapping windows that cover it
-(``long="window"``). Pairs for classifiers are featurized by
-:func:`bertkit.predict.encode_examples`.
+(``long="window"``). Texts and pairs for classifiers (training and prediction) go
+through :func:`encode_examples`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
 
 LONG_MODES = ("truncate", "window")
 
@@ -103,3 +107,65 @@ def featurize(tokenizer, texts: list, *, max_length: int, long: str = "truncate"
             for s in starts:
                 pieces.append(Piece(i, head + content[s: s + room] + tail, s, True))
     return Features(encoding, pieces, truncated, windowed)
+
+
+@dataclass
+class Encoded:
+    """Token ids of n examples (specials included), not padded.
+
+    Attributes
+    ----------
+    input_ids : list of list of int, length n
+    token_type_ids : list of list of int, or None when the tokenizer has no segments
+    lengths : ndarray of int, shape (n,)
+    n_truncated : int
+        Examples cut to fit ``max_length`` (the longer text of a pair is cut first).
+    """
+
+    input_ids: list
+    token_type_ids: list | None
+    lengths: np.ndarray
+    n_truncated: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def example(self, i: int) -> dict:
+        ex = {"input_ids": self.input_ids[i], "index": i}
+        if self.token_type_ids is not None:
+            ex["token_type_ids"] = self.token_type_ids[i]
+        return ex
+
+
+def encode_examples(tokenizer, texts, pairs=None, *, max_length: int, chunk: int = 4096) -> Encoded:
+    """Tokenize ``texts`` (and ``pairs``) once, cutting to ``max_length`` tokens.
+
+    Texts are tokenized in full first, so the examples that had to be cut are counted;
+    only those are tokenized again with ``truncation="longest_first"`` (tokens come off
+    the longer text of a pair first, as BERT's pair packing does).
+    """
+    min_len = 4 if pairs is not None else 3
+    if max_length < min_len:
+        raise InputError(f"--max-length {max_length} leaves no room for text between the special tokens.")
+    ids_all, types_all, n_cut = [], None, 0
+    for start in range(0, len(texts), chunk):
+        t = list(texts[start:start + chunk])
+        p = list(pairs[start:start + chunk]) if pairs is not None else None
+        enc = tokenizer(t, p, truncation=False, add_special_tokens=True, verbose=False)
+        ids = enc["input_ids"]
+        types = enc.get("token_type_ids")
+        long = [i for i, x in enumerate(ids) if len(x) > max_length]
+        if long:
+            cut = tokenizer([t[i] for i in long], [p[i] for i in long] if p is not None else None,
+                            truncation="longest_first", max_length=max_length,
+                            add_special_tokens=True, verbose=False)
+            for j, i in enumerate(long):
+                ids[i] = cut["input_ids"][j]
+                if types is not None:
+                    types[i] = cut["token_type_ids"][j]
+            n_cut += len(long)
+        ids_all.extend(ids)
+        if types is not None:
+            types_all = (types_all or []) + list(types)
+    lengths = np.fromiter((len(x) for x in ids_all), dtype=np.int64, count=len(ids_all))
+    return Encoded(ids_all, types_all, lengths, n_cut)

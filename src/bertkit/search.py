@@ -35,7 +35,9 @@ FORMAT = "bertkit-search-index"
 FORMAT_VERSION = 1
 #: Settings of :meth:`bertkit.Encoder.encode` that shape the vectors (and must match).
 SETTING_KEYS = ("pooling", "layers", "layer_agg", "exclude_special", "long")
-DEFAULT_SETTINGS = {"pooling": "mean", "layers": "-1", "layer_agg": "concat",
+# pooling None: the encoder's default (the model folder's pooling, else mean), resolved
+# before an index is built or compared, so an index always records what was used.
+DEFAULT_SETTINGS = {"pooling": None, "layers": "-1", "layer_agg": "concat",
                     "exclude_special": False, "long": "truncate"}
 
 
@@ -128,6 +130,19 @@ def _check_settings(settings: dict, where: str = "SearchIndex") -> dict:
     return out
 
 
+def _resolve_settings(settings: dict, encoder) -> dict:
+    out = dict(settings)
+    if out.get("pooling") is None:
+        out["pooling"] = getattr(encoder, "pooling", None) or "mean"
+    return out
+
+
+def _engine(encoder) -> dict:
+    """What besides the weights decides the vectors: the back-end and the input limit."""
+    return {"backend": getattr(encoder, "backend_name", "torch"),
+            "max_length": getattr(encoder, "max_length", None)}
+
+
 def _describe(settings: dict) -> str:
     return ", ".join(f"{k}={settings.get(k)}" for k in SETTING_KEYS)
 
@@ -215,13 +230,14 @@ class SearchIndex:
         from .similarity import _encoder_for
 
         enc = _encoder_for(encoder, model, device)
+        settings = _resolve_settings(settings, enc)
         t0 = time.perf_counter()
         vectors = enc.encode(texts, level="sentence", normalize=True, batch_size=batch_size,
                              max_tokens=max_tokens, progress=progress, **settings)
         seconds = time.perf_counter() - t0
         index = cls(vectors, texts, settings=settings, rows=rows, corpus=corpus,
                     model={"name": str(getattr(enc, "model_name", "")),
-                           "fingerprint": model_fingerprint(enc)},
+                           "fingerprint": model_fingerprint(enc), **_engine(enc)},
                     build_seconds=seconds)
         index._encoder = enc
         return index
@@ -292,12 +308,22 @@ class SearchIndex:
         where = f"Index '{self.path}'" if self.path else "The index"
         if settings is not None:
             want = _check_settings(settings)
+            if want.get("pooling") is None:  # the default: the encoder's (else as stored)
+                want["pooling"] = getattr(encoder or self._encoder, "pooling", None) or self.settings.get("pooling")
             if want != self.settings:
                 diff = [k for k in SETTING_KEYS if want.get(k) != self.settings.get(k)]
                 raise InputError(
                     f"{where} was built with {', '.join(f'{k}={self.settings.get(k)}' for k in diff)}"
                     f", not {', '.join(f'{k}={want.get(k)}' for k in diff)}; search with the same "
                     "settings, pass another --index, or --rebuild to replace it.")
+        if encoder is not None:
+            stored = {k: self.model.get(k) for k in ("backend", "max_length") if k in self.model}
+            now = {k: v for k, v in _engine(encoder).items() if k in stored}
+            if stored != now:
+                raise InputError(
+                    f"{where} was built with {', '.join(f'{k}={v}' for k, v in stored.items())}, not "
+                    f"{', '.join(f'{k}={v}' for k, v in now.items())}; its vectors differ. Use the same "
+                    "--backend, another --index, or --rebuild to replace it.")
         if encoder is not None and fingerprint is None:
             fingerprint = model_fingerprint(encoder)
         if fingerprint is not None and fingerprint != self.model.get("fingerprint"):
@@ -496,7 +522,7 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
     -------
     (SearchIndex, IndexStatus)
     """
-    settings = _check_settings(settings, "search")
+    settings = _resolve_settings(_check_settings(settings, "search"), encoder)
     t0 = time.perf_counter()
     if not os.path.isfile(os.fspath(corpus_path)):
         raise DataError(f"Corpus file '{corpus_path}' does not exist; check --corpus.")

@@ -393,7 +393,7 @@ def short_label(text: str, width: int = 36) -> str:
     return cut.rstrip(" ,;:") + "..."
 
 
-def sentence_similarity(texts, *, model=None, encoder=None, pooling: str = "mean",
+def sentence_similarity(texts, *, model=None, encoder=None, pooling: str | None = None,
                         layers="-1", layer_agg: str = "concat", exclude_special: bool = False,
                         batch_size: int = 64, max_tokens: int | None = None,
                         long: str = "truncate", device=None) -> SentenceSimilarity:
@@ -422,7 +422,7 @@ def sentence_similarity(texts, *, model=None, encoder=None, pooling: str = "mean
                          layer_agg=layer_agg, exclude_special=exclude_special,
                          batch_size=batch_size, max_tokens=max_tokens, long=long)
     labels = [f"[{i + 1}] {short_label(t)}" for i, t in enumerate(texts)]
-    settings = {"model": str(getattr(enc, "model_name", "")), "pooling": pooling,
+    settings = {"model": str(getattr(enc, "model_name", "")), "pooling": pooling or enc.pooling,
                 "layers": str(layers), "layer_agg": layer_agg, "exclude_special": exclude_special}
     return SentenceSimilarity(texts=texts, labels=labels, vectors=np.asarray(vectors, np.float32),
                               matrix=cosine_matrix(vectors), settings=settings)

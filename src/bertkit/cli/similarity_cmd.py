@@ -8,7 +8,7 @@ import warnings
 import click
 
 from .app import cli, echo_json, warn
-from .options import (columns_option, device_option, json_option, max_length_option,
+from .options import (backend_option, columns_option, device_option, json_option, max_length_option,
                       model_option, text_column_option)
 
 POOLINGS = ("mean", "cls", "max", "pooler")
@@ -32,8 +32,9 @@ def sentence_options(f):
                      show_default=True, help="How several layers combine.")(f)
     f = click.option("--layers", default="-1", show_default=True, metavar="SPEC",
                      help="Hidden states: -1 (last), -4: (last four), 0,3,6, all (0 = embeddings).")(f)
-    f = click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True,
-                     help="How token vectors become a sentence vector.")(f)
+    f = click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+                     help="How token vectors become a sentence vector (default: the model folder's "
+                          "pooling, else mean).")(f)
     return f
 
 
@@ -54,10 +55,10 @@ def _library_warnings():
                     warn(text)
 
 
-def _load_encoder(model, device):
+def _load_encoder(model, device, backend="torch"):
     from ..encoder import Encoder
 
-    return Encoder(model, device=device)
+    return Encoder(model, device=device, backend=backend)
 
 
 def _read_texts(input_file, text_column, columns) -> list:
@@ -118,9 +119,10 @@ def similarity_group():
 @png_option
 @model_option
 @device_option
+@backend_option
 @json_option
 def words_command(texts, word, input_file, text_column, columns, layers, layer_agg, subword,
-                  case_sensitive, context, png, model, device, as_json):
+                  case_sensitive, context, png, model, device, backend, as_json):
     """Compare the contextual vectors of every occurrence of --word in TEXT(s).
 
     Occurrences are compared within one text and across texts; each is labelled with the
@@ -136,7 +138,7 @@ def words_command(texts, word, input_file, text_column, columns, layers, layer_a
     if not texts:
         raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
     with _library_warnings():
-        result = word_similarity(texts, word, encoder=_load_encoder(model, device),
+        result = word_similarity(texts, word, encoder=_load_encoder(model, device, backend),
                                  layers=layers, layer_agg=layer_agg, subword=subword,
                                  case_sensitive=case_sensitive, context=context)
     n = len(result.occurrences)
@@ -189,9 +191,10 @@ MAX_MATRIX_TEXTS = 2000
 @png_option
 @model_option
 @device_option
+@backend_option
 @json_option
 def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
-                      exclude_special, long, batch_size, png, model, device, as_json):
+                      exclude_special, long, batch_size, png, model, device, backend, as_json):
     """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE)."""
     from ..errors import InputError
     from ..similarity import sentence_similarity
@@ -204,7 +207,7 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
                          f"most {MAX_MATRIX_TEXTS} at once, or use `bertkit search` to find the "
                          "nearest texts in a large corpus.")
     with _library_warnings():
-        result = sentence_similarity(texts, encoder=_load_encoder(model, device),
+        result = sentence_similarity(texts, encoder=_load_encoder(model, device, backend),
                                      pooling=pooling, layers=layers, layer_agg=layer_agg,
                                      exclude_special=exclude_special, long=long,
                                      batch_size=batch_size)
@@ -256,10 +259,11 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @model_option
 @device_option
+@backend_option
 @json_option
 def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, skip_empty,
                    pooling, layers, layer_agg, exclude_special, long, batch_size, model, device,
-                   as_json):
+                   backend, as_json):
     """Find the texts of --corpus closest in meaning to each --query.
 
     The corpus is embedded once and kept in an index file (vectors, texts, settings and the
@@ -269,7 +273,7 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
     from ..search import open_index
     from .app import stderr_is_terminal
 
-    encoder = _load_encoder(model, device)
+    encoder = _load_encoder(model, device, backend)
     with _library_warnings():
         index, status = open_index(
             corpus, encoder=encoder, index_path=index_path, text_column=text_column,

@@ -15,7 +15,7 @@ from click.core import ParameterSource
 from ..train import DEFAULT_MAX_LENGTH, TrainConfig
 
 from .app import cli, echo_json, stderr_is_terminal, warn
-from .options import columns_option, device_option, json_option, model_option, text_column_option
+from .options import backend_option, columns_option, device_option, json_option, model_option, text_column_option
 
 # Defaults come from TrainConfig (train.py imports torch only when training runs).
 _D = dataclasses.asdict(TrainConfig())
@@ -169,9 +169,10 @@ def train_command(ctx, config_file, progress, as_json, **_):
 @click.option("--plot", is_flag=False, flag_value="confusion_matrix.png", default=None, metavar="PNG",
               help="Write the confusion matrix as a PNG (default name confusion_matrix.png).")
 @device_option
+@backend_option
 @json_option
 def evaluate_command(model, data, columns, text_column, pair_column, label_column, strict,
-                     batch_size, max_length, plot, device, as_json):
+                     batch_size, max_length, plot, device, backend, as_json):
     """Accuracy, Matthews correlation, macro F1, per-class scores and the confusion matrix
     of a trained model on a labelled file.
 
@@ -183,10 +184,10 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
     if model is None:
         raise click.UsageError("evaluate needs --model DIR (a folder written by bertkit train).")
     if plot:
-        from ..predict import check_writable
+        from ..io import check_writable
 
-        check_writable(plot, "--plot")  # before the work, not after it
-    clf = Classifier(model, device=device, max_length=max_length)
+        check_writable(plot, "--plot", kind="file")  # before the work, not after it
+    clf = Classifier(model, device=device, max_length=max_length, backend=backend)
     metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
                            label_column=label_column, columns=columns, strict=bool(strict),
                            batch_size=batch_size, plot=plot, progress=stderr_is_terminal())
@@ -225,9 +226,10 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
               help="Longest input in tokens (default: the training setting).")
 @device_option
+@backend_option
 @json_option
 def predict_command(model, text, pair, input_file, output_file, overwrite, columns, text_column,
-                    pair_column, batch_size, max_length, device, as_json):
+                    pair_column, batch_size, max_length, device, backend, as_json):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
     --input FILE into --output FILE with every class probability."""
     from ..classifier import Classifier
@@ -247,7 +249,7 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
         from ..predict import check_output_path
 
         check_output_path(output_file, overwrite=overwrite)  # before loading anything
-    clf = Classifier(model, device=device, max_length=max_length)
+    clf = Classifier(model, device=device, max_length=max_length, backend=backend)
     if text is not None:
         trained_pairs = clf.training_args.get("data", {}).get("pair_column")
         if trained_pairs and pair is None:
