@@ -38,7 +38,7 @@ _HASH_MEMO = "weights-sha256.json"
 
 def onnx_dir() -> Path:
     """The folder of cached exports (beside the search indexes; see the module docstring)."""
-    from ..search import cache_dir  # .../bertkit/indexes: its parent is the cache root
+    from ..search_files import cache_dir  # .../bertkit/indexes: its parent is the cache root
 
     return cache_dir().parent / "onnx"
 
