@@ -25,7 +25,6 @@ sentence-transformers folder's ``max_seq_length``, pooling and ``Normalize`` mod
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 
@@ -34,6 +33,7 @@ import numpy as np
 from ._validate import check_choice, check_positive_int, check_texts
 from .errors import InputError
 from .features import LONG_MODES, featurize, special_counts
+from .forward import progress_bar, row_mask, run_on_threads
 from .pooling import LAYER_AGGS, POOLINGS, SUBWORDS, combine_layers, parse_layers, pool_tokens
 from .reduce import TokenEmbeddings, WordEmbeddings, reduce_all  # noqa: F401 (re-exported)
 
@@ -240,7 +240,7 @@ class Encoder:
         batches = length_sorted_batches([len(p.ids) for p in pieces], batch_size, max_tokens)
         out = np.zeros((len(texts), dim), np.float32) if level == "sentence" else None
         piece_tokens, piece_pooled, n_tokens = {}, {}, 0
-        bar = _progress_bar(progress, len(pieces), len(batches))
+        bar = progress_bar(progress, len(pieces), len(batches), desc="embed")
         runner = self._run(batches, pieces, opts)
         try:
             for batch, (tok, pooled, lengths) in zip(batches, runner):
@@ -370,14 +370,8 @@ class Encoder:
         return list(out) if all_states else [out]
 
     def _run(self, batches, pieces, opts):
-        """Yield ``_forward``'s result for each batch, in order.
-
-        On a CPU with several torch threads, batches of the torch back-end run on
-        ``workers`` Python threads at once, each with one torch thread (torch's thread
-        count is set to 1 for the call and restored after): small batches keep every core
-        busy without the per-operation synchronisation of intra-op threads, which costs
-        most when other processes share the CPU. ONNX Runtime uses its own threads.
-        """
+        """Yield ``_forward``'s result for each batch, in order (torch back-end on a CPU:
+        on ``workers`` threads, see :mod:`bertkit.forward`; ONNX Runtime has its own)."""
         import torch
 
         fast = self._fast_forward()
@@ -387,25 +381,8 @@ class Encoder:
         if self.backend_name != "torch":
             workers = 1
         workers = max(1, min(int(workers), len(batches)))
-        if workers == 1:
-            for batch in batches:
-                yield self._forward([pieces[p].ids for p in batch], fast, **opts)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="bertkit-encode") as pool:
-                pending = []  # at most 2 batches per worker in flight: memory stays bounded
-                for batch in batches:
-                    pending.append(pool.submit(self._forward, [pieces[p].ids for p in batch], fast, **opts))
-                    if len(pending) >= 2 * workers:
-                        yield pending.pop(0).result()
-                while pending:
-                    yield pending.pop(0).result()
-        finally:
-            torch.set_num_threads(old)
+        yield from run_on_threads(self._forward, ([pieces[p].ids for p in batch] for batch in batches),
+                                  workers, fast=fast, **opts)
 
     def _forward(self, id_lists, fast=None, *, level, pooling, layer_idx, layer_agg, exclude_special):
         """Run one batch; return (token vectors (B, T, D), pooled (B, D) numpy or None, lengths)."""
@@ -430,27 +407,8 @@ class Encoder:
                     pooled = combine_layers([self.model.pooler(s) for s in states], layer_agg)
                 else:
                     if exclude_special:
-                        rows = [_row_mask(n, mask.shape[1], self.specials) for n in lengths]
+                        rows = [row_mask(n, mask.shape[1], self.specials) for n in lengths]
                         mask = mask * torch.stack(rows).to(mask)
                     pooled = pool_tokens(tok, mask, pooling)
                 pooled = pooled.float().cpu().numpy()
         return tok, pooled, lengths
-
-
-def _row_mask(n: int, width: int, specials):
-    """(width,) mask of one row of n tokens: content tokens 1, specials and padding 0."""
-    import torch
-
-    pre, suf = specials
-    m = torch.zeros(width)
-    m[pre: n - suf] = 1
-    return m
-
-
-def _progress_bar(progress, total: int, n_batches: int):
-    show = progress if progress is not None else (sys.stderr.isatty() and n_batches > 1)
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="text", desc="embed", leave=False, file=sys.stderr)
