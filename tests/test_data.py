@@ -137,3 +137,82 @@ def test_text_kind_policy():
 
     assert [text_kind(v) for v in ("a", " ", None, math.nan, 5, 1.5, True)] == [
         "text", "empty", "empty", "empty", "other", "other", "other"]
+
+
+# -- issue 9: one text reader, one empty-row policy (read_texts / scan_texts / load_texts)
+def _texts_csv(tmp_path, texts):
+    import pandas as pd
+
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"id": range(len(texts)), "review": texts}).to_csv(path, index=False)
+    return path
+
+
+def test_read_texts_chunks_with_row_numbers(tmp_path):
+    from bertkit.data import read_texts
+
+    path = _texts_csv(tmp_path, [f"text {i}" for i in range(7)])
+    chunks = list(read_texts(path, text_column="review", chunk_size=3))
+    assert [c.texts for c in chunks] == [["text 0", "text 1", "text 2"], ["text 3", "text 4", "text 5"],
+                                         ["text 6"]]
+    assert [c.rows for c in chunks] == [[1, 2, 3], [4, 5, 6], [7]]
+    assert [(c.start, c.n_rows, c.column) for c in chunks] == [(0, 3, "review"), (3, 3, "review"),
+                                                               (6, 1, "review")]
+    txt = tmp_path / "t.txt"
+    txt.write_text("a\nb\n")
+    assert [c.column for c in read_texts(txt)] == ["text"]  # the default column
+
+
+def test_empty_rows_are_an_error_naming_count_rows_and_flag(tmp_path):
+    from bertkit.data import read_texts
+
+    texts = ["ok", "fine", "good", "", "x", " ", "", "", "", "", "y"]  # 6 empty, first in chunk 2
+    path = _texts_csv(tmp_path, texts)
+    reader = read_texts(path, text_column="review", chunk_size=3)
+    assert next(reader).texts == ["ok", "fine", "good"]  # chunks before the first empty row come
+    with pytest.raises(DataError, match=r"^6 of 11 rows of column 'review' in '.*t.csv' are empty "
+                                        r"\(first rows 4, 6, 7, 8, 9\); remove them, or pass "
+                                        r"--skip-empty \(on_empty='skip'\)"):
+        next(reader)  # ... and the error counts the whole file, past the chunk that has one
+    one = _texts_csv(tmp_path, ["ok", "  "])
+    with pytest.raises(DataError, match=r"1 of 2 rows .* is empty \(row 2\)"):
+        list(read_texts(one, text_column="review"))
+
+
+def test_skipped_empty_rows_are_counted(tmp_path):
+    from bertkit.data import load_texts, read_texts, scan_texts
+
+    path = _texts_csv(tmp_path, ["ok", "", "good", "  ", "fine"])
+    chunks = list(read_texts(path, text_column="review", on_empty="skip", chunk_size=2))
+    assert [c.skipped for c in chunks] == [[2], [4], []]
+    assert [c.rows for c in chunks] == [[1], [3], [5]]
+    scan = scan_texts(path, text_column="review", on_empty="skip")
+    assert (scan.n_rows, scan.n_empty, scan.n_texts, scan.first_empty) == (5, 2, 3, [2, 4])
+    assert scan.note() == f"left out 2 empty row(s) of column 'review' in '{path}' (rows 2, 4; --skip-empty)"
+    everything = load_texts(path, text_column="review", on_empty="skip")
+    assert everything.texts == ["ok", "good", "fine"] and everything.rows == [1, 3, 5]
+    assert everything.skipped == [2, 4] and everything.n_rows == 5
+    assert everything.scan.note() == scan.note() and everything.scan.n_empty == 2
+    with pytest.raises(DataError, match=r"2 of 5 rows .* are empty \(rows 2, 4\)"):
+        scan_texts(path, text_column="review")
+
+
+def test_reader_refuses_non_text_all_empty_and_no_rows(tmp_path):
+    from bertkit.data import load_texts, read_texts
+
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "ok"}\n{"text": null}\n{"text": 5}\n')
+    with pytest.raises(DataError, match=r"Row 3 of column 'text' \(--text-column\) .* is int \(5\)"):
+        load_texts(jsonl, on_empty="skip")
+    empty = _texts_csv(tmp_path, ["", " "])
+    with pytest.raises(DataError, match=r"All 2 rows of column 'review' .* are empty"):
+        load_texts(empty, text_column="review", on_empty="skip")
+    (tmp_path / "none.txt").write_text("")
+    with pytest.raises(DataError, match=r"has no rows of text"):
+        load_texts(tmp_path / "none.txt")
+    with pytest.raises(DataError, match=r"Column 'sentence' \(--text-column\) is not in"):
+        load_texts(empty, text_column="sentence")
+    from bertkit.errors import InputError
+
+    with pytest.raises(InputError, match=r"'on_empty' parameter .* Got 'drop'"):
+        read_texts(empty, on_empty="drop")  # at the call, not at the first chunk

@@ -132,10 +132,11 @@ def test_empty_rows_stop_or_are_skipped(run, tiny, tmp_path):
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": ["good movie", "", "bad plot", "  ", "fun"], "label": 1}).to_csv(src, index=False)
     _error(run("-i", src, "-o", tmp_path / "o.npy"),
-           r"2 of 5 rows of column 'text' in '.*in.csv' are empty \(first: row 2\).*--skip-empty")
+           r"2 of 5 rows of column 'text' in '.*in.csv' are empty \(rows 2, 4\).*--skip-empty")
     result = run("-i", src, "-o", tmp_path / "o.npy", "--skip-empty")
     _ok(result)
-    assert "left out 2 empty row(s)" in result.stderr and "(3, 32)" in result.stderr
+    assert "left out 2 empty row(s) of column 'text'" in result.stderr and "(rows 2, 4;" in result.stderr
+    assert "the output has 3 rows, not 5" in result.stderr and "(3, 32)" in result.stderr
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), tiny.encode(["good movie", "bad plot", "fun"]),
                                rtol=1e-4, atol=1e-6)
 
@@ -386,3 +387,76 @@ def test_gzipped_input_folder_input_and_layer_slices(run, tiny, tmp_path):
     _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder; give a file\.")
     # the tiny model has 3 hidden states: -4: used to be clamped to "all" silently
     _error(run("a", "--layers", "-4:"), r"The 'layers' parameter .* 3 hidden states.*out of range")
+
+
+# ---------------------------------------------------------------- issue 9: folder defaults, --backend
+def _st_folder(tmp_path, tiny_model_dir):
+    """The tiny model as a sentence-transformers folder: CLS pooling, Normalize, 48 tokens."""
+    import shutil
+
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_model_dir, folder)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    files = {"modules.json": modules, "sentence_bert_config.json": {"max_seq_length": 48},
+             "1_Pooling/config.json": {"embedding_dimension": 32, "pooling_mode": "cls"},
+             "2_Normalize/config.json": {}}
+    for rel, content in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(json.dumps(content))
+    return str(folder)
+
+
+def test_pooling_and_normalize_default_to_the_model_folder(tmp_path, tiny_model_dir):
+    folder = _st_folder(tmp_path, tiny_model_dir)
+    enc = Encoder(folder, device="cpu")
+    runner = CliRunner()
+
+    def vectors(*flags):
+        result = runner.invoke(cli, ["embed", "the bank vault", "a cat", "--model", folder, *flags])
+        _ok(result)
+        return np.array([d["vector"] for d in json.loads(result.stdout)])
+
+    default = vectors()
+    np.testing.assert_allclose(np.linalg.norm(default, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(default, enc.encode(["the bank vault", "a cat"], pooling="cls", normalize=True),
+                               rtol=1e-4, atol=1e-6)
+    raw = vectors("--no-normalize")
+    np.testing.assert_allclose(raw, enc.encode(["the bank vault", "a cat"], pooling="cls", normalize=False),
+                               rtol=1e-4, atol=1e-6)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    np.testing.assert_allclose(vectors("--pooling", "mean"),
+                               enc.encode(["the bank vault", "a cat"], pooling="mean", normalize=True),
+                               rtol=1e-4, atol=1e-6)
+    help_text = " ".join(runner.invoke(cli, ["embed", "--help"]).stdout.split())
+    assert "--normalize / --no-normalize" in help_text and "the model folder's, else mean" in help_text
+
+    # the folder's max_seq_length: the Encoder's per-chunk warnings are filtered, one total shown
+    long = " ".join(["the bank robber was seen fishing on the river bank"] * 6)
+    src = tmp_path / "in.txt"
+    src.write_text(f"{long}\nthe cat\n{long}\n")
+    result = runner.invoke(cli, ["embed", "-i", str(src), "-o", str(tmp_path / "o.npy"), "--model", folder,
+                                 "--chunk-size", "1"])
+    _ok(result)
+    assert result.stderr.count("longer than") == 1, result.stderr
+    assert ("Warning: 2 of 3 texts were longer than the model folder's max_seq_length of 48 tokens"
+            in result.stderr)
+    assert "(3, 32) float32 (cls pooling, layers -1, " in result.stderr
+
+
+def test_backend_option(run, tiny, tmp_path, monkeypatch):
+    result = run("a cat", "--backend", "tensorrt")
+    assert result.exit_code == 2 and "Invalid value for '--backend'" in result.stderr
+    pytest.importorskip("onnxruntime", reason="--backend onnx needs pip install 'bertkit[onnx]'")
+    pytest.importorskip("onnx", reason="--backend onnx needs pip install 'bertkit[onnx]'")
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+    _ok(run("-i", src, "-o", tmp_path / "o.npy", "--backend", "onnx", "--device", "cpu"))
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), tiny.encode(TEXTS), rtol=1e-3, atol=1e-5)
+    result = run("a cat", "the dog", "--backend", "onnx", "--device", "cpu")
+    _ok(result)
+    np.testing.assert_allclose([d["vector"] for d in json.loads(result.stdout)],
+                               tiny.encode(["a cat", "the dog"]), rtol=1e-3, atol=1e-5)
+    assert list((tmp_path / "cache" / "onnx").iterdir())

@@ -135,3 +135,18 @@ def test_numeric_text_column_is_refused_like_embed(tmp_path):
     with pytest.raises(DataError, match=r"Row 1 of column 'code' \(--pair-column\)"):
         load_labelled(frame, pair_column="code")
     assert load_labelled(tmp_path / "d.parquet").texts == ["a b", "c d"]  # labels may be numbers
+
+
+# -- issue 9: the shared empty-row policy (bertkit.data) is available to train's reader
+def test_on_empty_follows_the_shared_policy():
+    path = os.path.join(FIX, "train_bad_rows.csv")
+    with pytest.raises(DataError, match=r"2 of 6 rows of column 'text' in '.*train_bad_rows.csv' are "
+                                        r"empty \(rows 2, 5\).*--skip-empty"):
+        load_labelled(path, on_empty="error")
+    skipped = load_labelled(path, on_empty="skip")
+    assert skipped.skipped == {"missing text": [2, 5], "missing label": [4]}
+    # with strict, empty texts are still skipped under on_empty="skip"; a missing label is fatal
+    with pytest.raises(DataError, match=r"Row 4 of '.*' has no label"):
+        load_labelled(path, on_empty="skip", strict=True)
+    with pytest.raises(InputError, match=r"'on_empty' parameter of load_labelled"):
+        load_labelled(path, on_empty="drop")

@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_model": "models",
     "resolve_model": "models",
     "Encoder": "encoder",
+    "embed_file": "file_embedding",
     "word_similarity": "similarity",
     "sentence_similarity": "similarity",
     "cosine_matrix": "similarity",

@@ -38,6 +38,10 @@ from .pooling import LAYER_AGGS, POOLINGS, SUBWORDS, combine_layers, parse_layer
 from .reduce import TokenEmbeddings, WordEmbeddings, reduce_all  # noqa: F401 (re-exported)
 
 LEVELS = ("sentence", "token", "word")
+#: :meth:`Encoder.encode`'s keyword options and their defaults (progress aside).
+ENCODE_DEFAULTS = dict(level="sentence", pooling=None, layers="-1", layer_agg="concat", subword="mean",
+                       exclude_special=False, normalize=None, batch_size=64, max_tokens=None,
+                       long="truncate")
 
 
 class Encoder:
@@ -190,9 +194,11 @@ class Encoder:
             cut texts (``last_stats["n_truncated"]`` and a warning); "window" covers the whole
             text with windows overlapping by a quarter, averages each token's vectors over
             the windows that hold it, then pools.
-        progress : bool or None, default=None
-            A progress bar on stderr; None shows one when stderr is a terminal and there
-            is more than one batch.
+        progress : bool, None or a progress bar, default=None
+            A progress bar on stderr, counting texts; None shows one when stderr is a
+            terminal and there is more than one batch. A tqdm-like object (with
+            ``update(n)``) is updated instead, after each batch with the texts it finished,
+            and left open: one bar over several calls (as :func:`bertkit.embed_file` does).
 
         Returns
         -------
@@ -240,7 +246,9 @@ class Encoder:
         batches = length_sorted_batches([len(p.ids) for p in pieces], batch_size, max_tokens)
         out = np.zeros((len(texts), dim), np.float32) if level == "sentence" else None
         piece_tokens, piece_pooled, n_tokens = {}, {}, 0
-        bar = progress_bar(progress, len(pieces), len(batches), desc="embed")
+        own_bar = progress is None or isinstance(progress, (bool, np.bool_))
+        bar = progress_bar(progress, len(texts), len(batches), desc="embed") if own_bar else progress
+        pieces_left = np.bincount([p.text for p in pieces], minlength=len(texts))
         runner = self._run(batches, pieces, opts)
         try:
             for batch, (tok, pooled, lengths) in zip(batches, runner):
@@ -253,11 +261,13 @@ class Encoder:
                         piece_tokens[p] = tok[row, : lengths[row]].float().cpu().clone()
                         if pooled is not None:
                             piece_pooled[p] = pooled[row]
-                if bar is not None:
-                    bar.update(len(batch))
+                if bar is not None:  # count a text once its last piece (window) is done
+                    done = [pieces[p].text for p in batch]
+                    np.subtract.at(pieces_left, done, 1)
+                    bar.update(int(np.count_nonzero(pieces_left[np.unique(done)] == 0)))
         finally:
             runner.close()  # restores torch's thread count if the loop stopped early
-            if bar is not None:
+            if bar is not None and own_bar:
                 bar.close()
         # 4. reduce
         result = out
@@ -304,6 +314,24 @@ class Encoder:
             ids = ids[: self.max_length - self.n_suffix] + ids[len(ids) - self.n_suffix:]
         states = self._states(np.asarray([ids], dtype=np.int64), None, all_states=True)
         return np.stack([s[0].float().cpu().numpy() for s in states])
+
+    def resolve_options(self, **options) -> dict:
+        """:meth:`encode`'s keyword options, checked and complete, without running the model.
+
+        Missing options get :meth:`encode`'s defaults, and ``pooling``/``normalize`` of
+        None the model folder's (``Encoder.pooling``, ``Encoder.normalize``). Raises
+        :class:`~bertkit.errors.InputError` as :meth:`encode` would, and for an unknown
+        name.
+        """
+        full = dict(ENCODE_DEFAULTS)
+        unknown = sorted(set(options) - set(full))
+        if unknown:
+            raise InputError(f"Unknown encode option(s) {', '.join(map(repr, unknown))}; valid: "
+                             f"{', '.join(full)}.")
+        full.update(options)
+        checked = self._check_options(**full)
+        full["pooling"], full["normalize"] = checked["pooling"], checked["normalize"]
+        return full
 
     # ------------------------------------------------------------------ internals
     def _check_options(self, *, level, pooling, layers, layer_agg, subword, exclude_special,

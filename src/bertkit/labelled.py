@@ -109,7 +109,7 @@ def label_string(value) -> str | None:
 
 def load_labelled(data, *, text_column: str | None = None, pair_column: str | None = None,
                   label_column: str | None = "label", columns=None, strict: bool = False,
-                  require_labels: bool = True) -> LabelledSet:
+                  require_labels: bool = True, on_empty: str | None = None) -> LabelledSet:
     """Read labelled (or, with ``require_labels=False``, possibly unlabelled) examples.
 
     Parameters
@@ -130,6 +130,12 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
         skipping and counting it.
     require_labels : bool, default=True
         When False, a file without ``label_column`` loads with ``labels=None``.
+    on_empty : {"error", "skip"} or None, default=None
+        Rows whose text or pair text is empty, by the policy of :mod:`bertkit.data`:
+        "error" stops (naming how many and the first rows) before anything is used;
+        "skip" leaves them out and counts them in ``skipped`` even with ``strict``. None
+        keeps train's own rule: skipped and counted, or with ``strict`` an error at the
+        first one. Missing labels always follow ``strict``.
 
     Raises
     ------
@@ -138,7 +144,12 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
     """
     import pandas as pd
 
-    from .data import default_text_column, not_text_error, read_table, require_columns, text_kind
+    from ._validate import check_choice
+    from .data import (ON_EMPTY, default_text_column, not_text_error, read_table,
+                       require_columns, text_kind)
+
+    if on_empty is not None:
+        check_choice("on_empty", on_empty, ON_EMPTY, "load_labelled")
 
     if isinstance(data, pd.DataFrame):
         frame, source = data, "<dataframe>"
@@ -162,6 +173,8 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
     texts_in = frame[text_column].tolist()
     pairs_in = frame[pair_column].tolist() if pair_column is not None else None
     labels_in = frame[label_column].tolist() if has_labels else None
+    if on_empty == "error":
+        _refuse_empty(source, (text_column, texts_in), (pair_column, pairs_in))
     texts, pairs, labels, rows = [], [] if pairs_in is not None else None, [] if has_labels else None, []
     skipped: dict[str, list[int]] = {}
     for i in range(len(texts_in)):
@@ -173,16 +186,17 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
         for value, col, flag in ((text, text_column, "--text-column"), (pair, pair_column, "--pair-column")):
             if col is not None and text_kind(value) == "other":
                 raise not_text_error(value, row, col, source, flag)
-        if _missing(text):
+        if text_kind(text) == "empty":
             reasons.append(("missing text", text_column, "--text-column"))
-        if pairs_in is not None and _missing(pair):
+        if pairs_in is not None and text_kind(pair) == "empty":
             reasons.append(("missing pair text", pair_column, "--pair-column"))
         label = label_string(labels_in[i]) if has_labels else None
         if has_labels and label is None:
             reasons.append(("missing label", label_column, "--label-column"))
         if reasons:
-            if strict:
-                reason, col, flag = reasons[0]
+            fatal = [r for r in reasons if strict and (on_empty is None or r[0] == "missing label")]
+            if fatal:
+                reason, col, flag = fatal[0]
                 raise DataError(
                     f"Row {row} of '{source}' has no {reason.split(' ', 1)[1]}: column '{col}' "
                     f"({flag}) is empty. Fix or remove the row, or leave out --strict to skip "
@@ -203,6 +217,23 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
     return LabelledSet(texts, pairs, labels, rows, source, len(texts_in), skipped,
                        text_column=text_column, pair_column=pair_column,
                        label_column=label_column if has_labels else None)
+
+
+def _refuse_empty(source, *columns) -> None:
+    """Raise the shared empty-row error (bertkit.data.TextScan) for the first text column
+    of ``(name, values)`` pairs that has empty rows."""
+    from .data import TextScan, text_kind
+
+    for name, values in columns:
+        if values is None:
+            continue
+        scan = TextScan(source, name, "error", where="load_labelled")
+        scan.n_rows = len(values)
+        for row, value in enumerate(values, 1):
+            if text_kind(value) == "empty":
+                scan.add_empty(row)
+        if scan.n_empty:
+            raise scan.error()
 
 
 def label_names(labels) -> list[str]:
