@@ -94,6 +94,11 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="Use only the first N pairs.")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-peer", action="store_true", help="Skip sentence-transformers.")
+    p.add_argument("--backend", default="torch",
+                   help="Back-ends to compare on mean pooling of the last layer, comma-separated: "
+                        "torch,onnx,onnx-int8 (the settings sweep runs on the first).")
+    p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=True,
+                   help="Run every pooling/layer setting (default) or only mean of the last layer.")
     p.add_argument("--out", default=os.path.join(HERE, "results", "sts_dev.json"),
                    help="Where to write the figures as JSON ('' for nowhere).")
     args = p.parse_args(argv)
@@ -109,7 +114,8 @@ def main(argv=None) -> int:
     sentences = list(dict.fromkeys([s for s1, s2, _ in rows for s in (s1, s2)]))
     index = {s: i for i, s in enumerate(sentences)}
     t0 = time.perf_counter()
-    enc = bertkit.Encoder(args.model, device="cpu")
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    enc = bertkit.Encoder(args.model, device="cpu", backend=backends[0])
     load_s = time.perf_counter() - t0
     n_tok = [len(ids) for ids in enc.tokenizer(sentences)["input_ids"]]
     print(f"{os.path.relpath(args.data)}: {len(rows)} pairs, {len(sentences)} distinct sentences, "
@@ -119,7 +125,7 @@ def main(argv=None) -> int:
 
     results = []
     mean_last = None
-    for pooling, layers, agg, excl, note in SETTINGS:
+    for pooling, layers, agg, excl, note in SETTINGS if args.sweep else SETTINGS[:1]:
         t = time.perf_counter()
         try:
             with warnings.catch_warnings():
@@ -133,13 +139,34 @@ def main(argv=None) -> int:
         rho = spearman(pair_cosines(vecs, index, rows), gold)
         if (pooling, layers, excl) == ("mean", "-1", False):
             mean_last = vecs
-        results.append({"tool": "bertkit", "pooling": pooling, "layers": layers,
+        results.append({"tool": f"bertkit ({backends[0]})", "pooling": pooling, "layers": layers,
                         "layer_agg": agg if (layers not in ("-1", "-2", "0")) else "-",
                         "exclude_special": excl, "spearman": round(rho, 4), "note": note,
                         "dim": int(vecs.shape[1]), "seconds": round(secs, 1),
                         "sentences_per_s": round(len(sentences) / secs, 1)})
         print(f"  {pooling:<6} layers {layers:<4} {agg:<6} excl={excl!s:<5} rho {rho:.4f} "
               f"({secs:.1f} s)", file=sys.stderr)
+
+    for name in backends[1:]:
+        other = bertkit.Encoder(args.model, device="cpu", backend=name)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vecs = other.encode(sentences, pooling="mean", batch_size=args.batch_size)
+        secs = time.perf_counter() - t
+        rho = spearman(pair_cosines(vecs, index, rows), gold)
+        row = {"tool": f"bertkit ({name})", "pooling": "mean", "layers": "-1", "layer_agg": "-",
+               "exclude_special": False, "spearman": round(rho, 4), "note": f"backend={name}",
+               "dim": int(vecs.shape[1]), "seconds": round(secs, 1),
+               "sentences_per_s": round(len(sentences) / secs, 1)}
+        if mean_last is not None:
+            a = mean_last / np.linalg.norm(mean_last, axis=1, keepdims=True)
+            b = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+            agree = np.einsum("ij,ij->i", a, b)
+            row["cosine_to_first_backend"] = {"min": round(float(agree.min()), 6), "mean": round(float(agree.mean()), 6)}
+            row["note"] += f" (cosine to {backends[0]}: min {agree.min():.4f}, mean {agree.mean():.4f})"
+        results.append(row)
+        print(f"  backend {name}: rho {rho:.4f} ({secs:.1f} s)", file=sys.stderr)
 
     peer = None
     if not args.no_peer:
