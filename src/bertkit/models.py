@@ -348,12 +348,42 @@ def _check_trained_head(info: dict, model) -> None:
 
 
 def max_length_of(tokenizer, config=None) -> int:
-    """The longest input (in tokens, specials included) the model accepts."""
+    """The longest input (in tokens, specials included) the model accepts: the smaller of
+    the tokenizer's ``model_max_length`` and the positions the config has room for (see
+    :func:`position_offset`); 512 when neither says."""
     limits = []
     tok_max = getattr(tokenizer, "model_max_length", None)
     if tok_max and tok_max < 100_000:  # transformers uses 1e30 for "unknown"
         limits.append(int(tok_max))
     pos = getattr(config, "max_position_embeddings", None) if config is not None else None
     if pos:
-        limits.append(int(pos))
+        limits.append(int(pos) - position_offset(config))
     return min(limits) if limits else 512
+
+
+def position_offset(config) -> int:
+    """Position ids the model's embeddings skip at the start.
+
+    RoBERTa-style models (fairseq's numbering: roberta, xlm-roberta, camembert, longformer,
+    mpnet, ...) number the positions of real tokens from ``padding_idx + 1``, so only
+    ``max_position_embeddings - padding_idx - 1`` tokens fit (roberta-base: 514 - 2 = 512).
+    Their tokenizers used to get that limit from a table in transformers 4; transformers 5
+    dropped it, so a folder without ``model_max_length`` must be capped here or inputs
+    overrun the position table. Found from the model's code (its module defines
+    ``create_position_ids_from_input_ids``), not a list of names; 0 for other models.
+    """
+    import sys
+
+    from .backends.base import model_class
+
+    cls = model_class(config, "encoder")
+    module = sys.modules.get(getattr(cls, "__module__", "")) if cls is not None else None
+    if module is None:
+        return 0
+    numbered = callable(getattr(module, "create_position_ids_from_input_ids", None)) or any(
+        isinstance(obj, type) and hasattr(obj, "create_position_ids_from_input_ids")
+        for obj in vars(module).values())
+    if not numbered:
+        return 0
+    pad = getattr(config, "pad_token_id", None)
+    return (1 if pad is None else int(pad)) + 1

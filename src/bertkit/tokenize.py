@@ -49,7 +49,9 @@ def tokenize(text: str, pair: str | None = None, *, model=None, max_length: int 
     model : str or None, default=None
         Model whose tokenizer to use (see :func:`bertkit.models.resolve_model`).
     max_length : int or None, default=None
-        Longest output in tokens; None means the model's limit. Longer input is cut
+        Longest output in tokens; None means the model's limit (the tokenizer's
+        ``model_max_length``, else the model's positions; see
+        :func:`bertkit.models.max_length_of`). Longer input is cut
         (the longer text of a pair first) and ``n_truncated`` says how many tokens went.
     tokenizer : PreTrainedTokenizerFast or None, default=None
         An already loaded tokenizer (skips loading ``model``).
@@ -69,8 +71,17 @@ def tokenize(text: str, pair: str | None = None, *, model=None, max_length: int 
         if not value.strip():
             raise InputError(f"'{name}' is empty; give some text to tokenize.")
     check_positive_int("max_length", max_length, "tokenize", allow_none=True)
-    tokenizer = tokenizer or load_tokenizer(model)
-    limit = max_length_of(tokenizer)
+    config = None
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model)
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if not (tok_max and tok_max < 100_000):
+            # the tokenizer states no limit (e.g. roberta-base under transformers 5): the
+            # model's positions give it, as for embedding and training
+            from .models import load_config
+
+            config = load_config(model)
+    limit = max_length_of(tokenizer, config)
     max_length = max_length or limit
     if max_length < (4 if pair is not None else 3):
         raise InputError(f"max_length={max_length} leaves no room for text between the special tokens.")
