@@ -17,7 +17,7 @@ step "1/5 tokenize: how the model sees a sentence"
 bertkit tokenize "The striker scored twice in the derby."
 
 step "2/5 embed: one 384-d vector per test sentence"
-bertkit embed --input "$DATA/topics_test.csv" --text-column text --output "$OUT/test_embeddings.npy"
+bertkit embed --input "$DATA/topics_test.csv" --text-column text --output "$OUT/test_embeddings.npy" --overwrite
 python -c "import numpy as np; v = np.load('$OUT/test_embeddings.npy'); print('embeddings', v.shape, '->', '$OUT/test_embeddings.npy')"
 
 step "3/5 train: fine-tune a 3-topic classifier (90/10 train/validation split)"
@@ -30,7 +30,7 @@ bertkit evaluate --model "$OUT/model" --data "$DATA/topics_test.csv" \
 
 step "5/5 predict: one sentence, then a whole file"
 bertkit predict --model "$OUT/model" "The new phone update drains the battery overnight."
-bertkit predict --model "$OUT/model" --input "$DATA/topics_unlabelled.csv" --output "$OUT/predictions.csv"
+bertkit predict --model "$OUT/model" --input "$DATA/topics_unlabelled.csv" --output "$OUT/predictions.csv" --overwrite
 
 step "done in $(( $(date +%s) - start )) s; files written"
 cat <<EOF
