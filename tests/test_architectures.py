@@ -342,3 +342,17 @@ def test_position_offset_from_the_model_code():
 
     assert max_length_of(NoLimit(), transformers.RobertaConfig(max_position_embeddings=514)) == 512
     assert max_length_of(NoLimit(), transformers.BertConfig(max_position_embeddings=512)) == 512
+
+
+def test_bertkit_tokenize_stays_the_function_after_its_module_is_imported():
+    """``bertkit.tokenize`` is also a submodule; importing it (as the CLI and other modules
+    do) used to replace the function on the package with the module."""
+    import subprocess
+    import sys
+
+    code = ("import bertkit.tokenize, bertkit; from bertkit.tokenize import Tokenized; "
+            "assert callable(bertkit.tokenize) and bertkit.Tokenized is Tokenized; "
+            "import sys; assert 'torch' not in sys.modules")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

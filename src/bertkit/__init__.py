@@ -35,6 +35,14 @@ _EXPORTS = {
 }
 
 
+# ``tokenize`` is both a submodule and the function it defines. Importing the submodule
+# (``from bertkit.tokenize import Tokenized``, or running ``bertkit tokenize``) would set
+# the package attribute to the module, so ``bertkit.tokenize(...)`` afterwards failed with
+# "'module' object is not callable". Binding the function now keeps it; the module is cheap
+# (it loads transformers only when called).
+from .tokenize import Tokenized, tokenize  # noqa: E402
+
+
 def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
