@@ -11,18 +11,26 @@ from __future__ import annotations
 import sys
 
 
-def run_on_threads(fn, items, workers: int, **kwargs):
+def run_on_threads(fn, items, workers: int, *, torch_threads: int | None = None, **kwargs):
     """Yield ``fn(item, **kwargs)`` for each of ``items``, in order.
 
     With ``workers`` > 1 the calls run on that many threads, torch's own thread count set to
     1 meanwhile (restored after, also when the caller stops early); at most two items per
-    worker are in flight, so memory stays bounded.
+    worker are in flight, so memory stays bounded. With one worker, ``torch_threads`` (if
+    given) is torch's thread count for the duration.
     """
-    if workers <= 1:
-        for item in items:
-            yield fn(item, **kwargs)
-        return
     import torch
+
+    if workers <= 1:
+        old = torch.get_num_threads()
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        try:
+            for item in items:
+                yield fn(item, **kwargs)
+        finally:
+            torch.set_num_threads(old)
+        return
     from concurrent.futures import ThreadPoolExecutor
 
     old = torch.get_num_threads()
