@@ -69,6 +69,24 @@ def build_tiny_model(folder, *, num_labels: int | None = None, seed: int = 0) ->
     return str(folder)
 
 
+def interrupt_encode_after(monkeypatch, n_calls):
+    """Make Encoder.encode raise KeyboardInterrupt on call number ``n_calls + 1`` (a kill
+    in the middle of a file); returns the call counter."""
+    from bertkit import Encoder
+
+    real = Encoder.encode
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > n_calls:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Encoder, "encode", flaky)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``):

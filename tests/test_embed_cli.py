@@ -165,18 +165,9 @@ def test_input_without_output_streams_json_lines(run, tmp_path):
 
 
 def _interrupt_after(monkeypatch, n_calls):
-    """Make Encoder.encode raise KeyboardInterrupt on call number ``n_calls + 1``."""
-    real = Encoder.encode
-    calls = {"n": 0}
+    from conftest import interrupt_encode_after
 
-    def flaky(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > n_calls:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Encoder, "encode", flaky)
-    return calls
+    return interrupt_encode_after(monkeypatch, n_calls)
 
 
 @pytest.mark.parametrize("ext", ["npy", "parquet"])

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bertkit
 from bertkit import Encoder, embed_file
 from bertkit.errors import DataError, InputError
 from bertkit.file_embedding import EmbedInterrupted
@@ -31,18 +30,9 @@ def _csv(path, texts):
 
 
 def _interrupt_after(monkeypatch, n_calls):
-    """Make Encoder.encode raise KeyboardInterrupt on call number ``n_calls + 1``."""
-    real = Encoder.encode
-    calls = {"n": 0}
+    from conftest import interrupt_encode_after
 
-    def flaky(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > n_calls:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Encoder, "encode", flaky)
-    return calls
+    return interrupt_encode_after(monkeypatch, n_calls)
 
 
 def _no_model(monkeypatch):

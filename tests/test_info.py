@@ -4,7 +4,6 @@ from bertkit.info import model_info
 
 
 def test_tiny_model_counts(tiny_model_dir):
-    import torch
     from transformers import AutoModel
 
     info = model_info(tiny_model_dir)
