@@ -256,7 +256,8 @@ class Classifier:
 
         A single string gives shape (1, n_classes).
         """
-        from .predict import encode_examples, predict_logits, softmax
+        from .features import encode_examples
+        from .predict import predict_logits, softmax
 
         texts = check_texts(texts, "texts")
         if pairs is not None:

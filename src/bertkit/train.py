@@ -272,7 +272,7 @@ def _load_model(run: _Run) -> None:
 
 def _encode(run: _Run, train, validation) -> None:
     """Tokenize both sets to ``max_length`` and say how many examples were cut."""
-    from .predict import encode_examples
+    from .features import encode_examples
 
     max_length = run.config.max_length
     run.enc_train = encode_examples(run.tokenizer, train.texts, train.pairs, max_length=max_length)
