@@ -179,7 +179,7 @@ def test_cached_index_is_rebuilt_when_model_changes_in_place(tmp_path, monkeypat
 def test_empty_corpus_rows_stop_unless_skip_empty(tiny_encoder, tmp_path):
     # As `bertkit embed`: empty rows are an error naming --skip-empty, never dropped silently.
     corpus = _corpus_file(tmp_path, ["the cat sat", "", "a dog ran", "  "])
-    with pytest.raises(DataError, match=r"2 of 4 rows .* are empty \(first: row 2\).*--skip-empty"):
+    with pytest.raises(DataError, match=r"2 of 4 rows .* are empty \(rows 2, 4\).*--skip-empty"):
         open_index(corpus, encoder=tiny_encoder, index_path=tmp_path / "i.npz")
     assert not (tmp_path / "i.npz").exists()
     index, _ = open_index(corpus, encoder=tiny_encoder, index_path=tmp_path / "i.npz",

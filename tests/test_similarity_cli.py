@@ -77,12 +77,14 @@ def test_sentences_from_args_and_file(run, tiny_model_dir, tmp_path):
     path = tmp_path / "s.tsv"
     path.write_text("text\tlabel\na cat sat\t1\na dog sat\t0\n\t0\n", encoding="utf-8")
     png = tmp_path / "s.png"
+    result = run("similarity", "sentences", "--input", path, "--model", tiny_model_dir, "--json")
+    assert result.exit_code == 1 and "is empty (row 3)" in result.stderr  # the one reader's policy
     result = run("similarity", "sentences", "--input", path, "--model", tiny_model_dir,
-                 "--pooling", "max", "--png", png, "--json")
+                 "--pooling", "max", "--png", png, "--json", "--skip-empty")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["texts"] == ["a cat sat", "a dog sat"] and data["settings"]["pooling"] == "max"
-    assert "skipped 1 empty row" in result.stderr and png.stat().st_size > 5_000
+    assert "left out 1 empty row" in result.stderr and png.stat().st_size > 5_000
     result = run("similarity", "sentences", "just one", "--model", tiny_model_dir)
     assert result.exit_code == 1 and "at least two" in result.stderr
 

@@ -125,36 +125,17 @@ def read_corpus(path, *, text_column: str | None = None, columns=None,
     fingerprint (``n_skipped``) so the CLI can say how many. A non-text value (a number)
     is always an error naming its row.
     """
-    import math
+    from .texts import load_texts
 
-    from .data import default_text_column, read_table, require_columns
-
-    frame = read_table(path, columns=columns)
-    if text_column is None:
-        text_column = default_text_column(frame, path)
-    else:
-        require_columns(frame, {"--text-column": text_column}, path)
-    texts, rows, empty = [], [], []
-    for i, value in enumerate(frame[text_column].tolist()):
-        if isinstance(value, str) and value.strip():
-            texts.append(value)
-            rows.append(i)
-        elif value is None or isinstance(value, str) or (isinstance(value, float) and math.isnan(value)):
-            empty.append(i)
-        else:
-            raise DataError(f"Row {i + 1} of column '{text_column}' in '{path}' is "
-                            f"{type(value).__name__} ({value!r:.40}), not text; fix that row or "
-                            "pick another --text-column.")
-    if not texts:
-        raise DataError(f"'{path}' has no non-empty texts in column '{text_column}'.")
-    if empty and not skip_empty:
-        raise DataError(f"{len(empty)} of {len(frame)} rows of column '{text_column}' in '{path}' "
-                        f"are empty (first: row {empty[0] + 1}); remove them, or pass --skip-empty "
-                        "to leave them out of the index.")
+    got = load_texts(path, text_column=text_column, columns=columns,
+                     on_empty="skip" if skip_empty else "error")
+    if not got.texts:
+        raise DataError(f"'{path}' has no non-empty texts in column '{got.column}'.")
+    texts, rows = got.texts, [r - 1 for r in got.rows]  # the reader counts rows from 1
     corpus = file_fingerprint(path)
-    corpus["text_column"] = str(text_column)
-    corpus["n_rows"] = len(frame)
-    corpus["n_skipped"] = len(empty)
+    corpus["text_column"] = str(got.column)
+    corpus["n_rows"] = got.n_rows
+    corpus["n_skipped"] = len(got.skipped)
     return texts, rows, corpus
 
 

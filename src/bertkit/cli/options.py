@@ -22,3 +22,6 @@ backend_option = click.option(
     "--backend", type=click.Choice(("torch", "onnx", "onnx-int8")), default="torch", show_default=True,
     help="What runs the model: torch, or ONNX Runtime in fp32 or int8 (pip install 'bertkit[onnx]'; "
          "the export is made once and cached).")
+skip_empty_option = click.option(
+    "--skip-empty", is_flag=True,
+    help="Leave out empty rows of --input (and say how many) instead of stopping.")

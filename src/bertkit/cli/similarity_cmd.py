@@ -9,7 +9,7 @@ import click
 
 from .app import cli, echo_json, warn
 from .options import (backend_option, columns_option, device_option, json_option, max_length_option,
-                      model_option, text_column_option)
+                      model_option, skip_empty_option, text_column_option)
 
 POOLINGS = ("mean", "cls", "max", "pooler")
 LAYER_AGGS = ("concat", "sum", "mean")
@@ -61,27 +61,24 @@ def _load_encoder(model, device, backend="torch"):
     return Encoder(model, device=device, backend=backend)
 
 
-def _read_texts(input_file, text_column, columns) -> list:
-    from ..data import default_text_column, read_table, require_columns
+def _read_texts(input_file, text_column, columns, skip_empty=False) -> list:
+    """The texts of --input FILE through the one reader (empty rows: an error unless
+    --skip-empty, then left out with a note)."""
+    from ..texts import load_texts
 
-    frame = read_table(input_file, columns=columns)
-    if text_column is None:
-        text_column = default_text_column(frame, input_file)
-    else:
-        require_columns(frame, {"--text-column": text_column}, input_file)
-    texts = [t for t in frame[text_column].tolist() if isinstance(t, str) and t.strip()]
-    skipped = len(frame) - len(texts)
-    if skipped:
-        warn(f"skipped {skipped} empty row(s) of '{input_file}'.")
-    return texts
+    got = load_texts(input_file, text_column=text_column, columns=columns,
+                     on_empty="skip" if skip_empty else "error")
+    if got.skipped:
+        warn(got.scan.note())
+    return got.texts
 
 
-def _gather_texts(texts, input_file, text_column, columns) -> list:
+def _gather_texts(texts, input_file, text_column, columns, skip_empty=False) -> list:
     from ..errors import InputError
 
     texts = list(texts)
     if input_file:
-        texts += _read_texts(input_file, text_column, columns)
+        texts += _read_texts(input_file, text_column, columns, skip_empty)
     elif text_column or columns:
         raise InputError("--text-column and --columns apply to --input FILE; give --input too.")
     return texts
@@ -118,11 +115,12 @@ def similarity_group():
               help="Words shown on each side of an occurrence in its label.")
 @png_option
 @model_option
+@skip_empty_option
 @device_option
 @backend_option
 @json_option
 def words_command(texts, word, input_file, text_column, columns, layers, layer_agg, subword,
-                  case_sensitive, context, png, model, device, backend, as_json):
+                  case_sensitive, context, png, skip_empty, model, device, backend, as_json):
     """Compare the contextual vectors of every occurrence of --word in TEXT(s).
 
     Occurrences are compared within one text and across texts; each is labelled with the
@@ -134,7 +132,7 @@ def words_command(texts, word, input_file, text_column, columns, layers, layer_a
     from ..errors import InputError
     from ..similarity import word_similarity
 
-    texts = _gather_texts(texts, input_file, text_column, columns)
+    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
     if not texts:
         raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
     with _library_warnings():
@@ -190,16 +188,17 @@ MAX_MATRIX_TEXTS = 2000
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @png_option
 @model_option
+@skip_empty_option
 @device_option
 @backend_option
 @json_option
 def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
-                      exclude_special, long, batch_size, png, model, device, backend, as_json):
+                      exclude_special, long, batch_size, png, skip_empty, model, device, backend, as_json):
     """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE)."""
     from ..errors import InputError
     from ..similarity import sentence_similarity
 
-    texts = _gather_texts(texts, input_file, text_column, columns)
+    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
     if len(texts) < 2:
         raise InputError(f"Give at least two TEXTs (or --input FILE) to compare; got {len(texts)}.")
     if len(texts) > MAX_MATRIX_TEXTS:
