@@ -144,3 +144,10 @@ def test_missing_onnxruntime_is_one_error_line(clf_dir, tiny_model_dir, tmp_path
     line = one_error_line(run(*args, "--backend", "onnx-int8"))
     assert line == "Error: --backend onnx-int8 needs ONNX Runtime: pip install 'bertkit[onnx]'"
     assert not (tmp_path / "i.npz").exists()
+
+
+def test_cli_backend_choices_are_the_library_s():
+    from bertkit.backends import BACKENDS
+    from bertkit.cli.options import BACKENDS as CLI_BACKENDS
+
+    assert CLI_BACKENDS == BACKENDS

@@ -8,13 +8,12 @@ import warnings
 import click
 
 from .app import cli, echo_json, stderr_is_terminal, warn
-from .options import columns_option, device_option, model_option, text_column_option
+from .options import backend_option, columns_option, device_option, model_option, text_column_option
 
 _LEVELS = ("sentence", "token", "word")
 _POOLINGS = ("mean", "cls", "max", "pooler")
 _AGGS = ("concat", "sum", "mean")
 _SUBWORDS = ("mean", "first", "last")
-_BACKENDS = ("torch", "onnx", "onnx-int8")  # bertkit.backends.BACKENDS (not imported: --help stays fast)
 
 
 @cli.command("embed")
@@ -28,9 +27,7 @@ _BACKENDS = ("torch", "onnx", "onnx-int8")  # bertkit.backends.BACKENDS (not imp
                    "Default: JSON on stdout (JSON lines for --input).")
 @model_option
 @device_option
-@click.option("--backend", type=click.Choice(_BACKENDS), default="torch", show_default=True,
-              help="What runs the model: torch, or ONNX Runtime on the CPU (onnx, or onnx-int8 "
-                   "with int8 weights); the ONNX ones need pip install 'bertkit[onnx]'.")
+@backend_option
 @click.option("--level", type=click.Choice(_LEVELS), default="sentence", show_default=True,
               help="One vector per text, per WordPiece token, or per word.")
 @click.option("--pooling", type=click.Choice(_POOLINGS), default=None,

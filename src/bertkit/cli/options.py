@@ -18,8 +18,11 @@ columns_option = click.option(
 text_column_option = click.option(
     "--text-column", default=None, metavar="COL",
     help="Column holding the text (default: 'text' or 'sentence' or the only column).")
+#: bertkit.backends.BACKENDS, spelled out so that --help does not import the library (a test
+#: checks that the two agree).
+BACKENDS = ("torch", "onnx", "onnx-int8")
 backend_option = click.option(
-    "--backend", type=click.Choice(("torch", "onnx", "onnx-int8")), default="torch", show_default=True,
+    "--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
     help="What runs the model: torch, or ONNX Runtime in fp32 or int8 (pip install 'bertkit[onnx]'; "
          "the export is made once and cached).")
 skip_empty_option = click.option(
