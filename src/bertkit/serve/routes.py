@@ -72,7 +72,8 @@ def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
             opts = enc.resolve_options(pooling=body.pooling, layers=body.layers if body.layers is not None else "-1",
                                        normalize=body.normalize)
         except InputError as e:
-            raise ApiError(422, str(e), param="pooling/layers/normalize") from None
+            param = next((n for n in ("pooling", "normalize") if f"'{n}'" in str(e)), "layers")
+            raise ApiError(422, str(e), param=param) from None
         key = (opts["pooling"], str(opts["layers"]), bool(opts["normalize"]))
         counts = await asyncio.to_thread(served.count, texts)
         used = [min(n, served.max_length) for n in counts]
