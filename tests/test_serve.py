@@ -360,3 +360,29 @@ def test_bundled_model_embeddings_equal_encoder():
         b64 = c.post("/v1/embeddings", json={"input": ["granola bars"], "encoding_format": "base64",
                                              "model": "all-MiniLM-L6-v2"}).json()["data"][0]["embedding"]
         assert np.array_equal(np.frombuffer(base64.b64decode(b64), "<f4"), got)
+
+
+def test_readyz_waits_for_a_model_loaded_from_a_folder(tiny_model_dir, tmp_path):
+    with TestClient(create_app(tiny_model_dir)) as c:
+        assert c.get("/healthz").status_code == 200
+        deadline = time.monotonic() + 20
+        while c.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert c.get("/v1/models").json()["dimension"] == 32
+    with TestClient(create_app(str(tmp_path / "missing"))) as c:
+        deadline = time.monotonic() + 20
+        while True:
+            err = assert_error(c.get("/readyz"), 503)
+            if "failed to load" in err["message"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert "failed to load" in err["message"] and "missing" in err["message"]
+        assert_error(c.post("/v1/embeddings", json={"input": "a"}), 503)
+
+
+def test_cli_import_stays_light():
+    code = "import sys, bertkit.cli; print(sorted(m for m in ('fastapi', 'uvicorn', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert out.stdout.strip() == "[]"

@@ -69,11 +69,17 @@ def serve_command(model, classifiers, backend, device, host, port, api_key_env, 
         if name in named:
             raise InputError(f"--classifier {spec}: two classifiers are named {name!r}; use NAME=DIR.")
         named[name] = folder
+    from ..classifier import Classifier
+    from ..encoder import Encoder
     from ..serve import Limits, create_app
 
+    # Load before listening, so a bad --model or --classifier is one "Error: ..." line.
+    click.echo("bertkit serve: loading the model(s)...", err=True)
+    encoder = Encoder(model, device=device, backend=backend)
+    named = {name: Classifier(folder, device=device, backend=backend) for name, folder in named.items()}
     limits = Limits(max_texts=max_texts, max_text_chars=max_text_chars,
                     max_body_bytes=int(max_body_mb * 1024 * 1024))
-    app = create_app(model, named, backend=backend, api_key=api_key, max_batch_tokens=max_batch_tokens,
+    app = create_app(encoder, named, backend=backend, api_key=api_key, max_batch_tokens=max_batch_tokens,
                      max_wait_ms=max_wait_ms, max_queue=max_queue, limits=limits, batching=not no_batching,
                      device=device)
     # uvicorn re-raises the SIGTERM it handled once it has drained; a no-op handler then lets

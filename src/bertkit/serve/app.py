@@ -120,7 +120,10 @@ def _add_error_handlers(app) -> None:
         errors = e.errors()
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
-            return JSONResponse(error_body("The request body is not valid JSON.", "invalid_request_error"),
+            why = (first.get("ctx") or {}).get("error", "")
+            where = first.get("loc", (None, None))[-1]
+            detail = f" ({why} at character {where})" if why and isinstance(where, int) else ""
+            return JSONResponse(error_body(f"The request body is not valid JSON{detail}.", "invalid_request_error"),
                                 status_code=400)
         # a union (str | list of str) fails once per member: report the most specific one
         worst = max(errors or [{}], key=lambda err: len(err.get("loc", ())))
