@@ -16,11 +16,10 @@ import pytest
 pytest.importorskip("fastapi", reason="bertkit serve needs FastAPI: pip install 'bertkit[serve]'")
 pytest.importorskip("httpx", reason="the serve tests talk HTTP through httpx")
 
+from conftest import build_tiny_model  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from bertkit.serve import Limits, create_app  # noqa: E402
-
-from conftest import build_tiny_model  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -195,6 +194,9 @@ def test_bad_inputs_get_their_status_and_the_server_keeps_serving(tiny_enc):
         # a Content-Length over the limit is refused before the body is read
         r = c.post("/v1/embeddings", content=b"{}", headers={"content-length": str(20 * 1024 * 1024)})
         assert r.status_code == 413
+        # ... and so is a streamed body (no Content-Length) once it passes the limit
+        chunks = (b'{"input": "' if i == 0 else b"a" * (1 << 20) for i in range(12))
+        assert_error(c.post("/v1/embeddings", content=chunks), 413)
         assert_error(c.post("/v1/nothing", json={}), 404)
         ok(c)
 
@@ -232,7 +234,9 @@ def test_queue_full_gives_503_with_retry_after(tiny_enc, monkeypatch):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                post = lambda: client.post("/v1/embeddings", json={"input": "a cat"})  # noqa: E731
+                def post():
+                    return client.post("/v1/embeddings", json={"input": "a cat"})
+
                 first = asyncio.create_task(post())
                 await asyncio.sleep(0.2)  # the worker has taken it: the model is busy
                 second = asyncio.create_task(post())  # waits in the queue

@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
-from .limits import ApiError, Limits, check_texts, error_body
+from .limits import ApiError, Limits, error_body
 from .metrics import Metrics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -67,7 +67,7 @@ def create_app(model=None, classifiers=None, backend: str = "torch", api_key: st
             for b in state.batchers.values():
                 await b.start()
             state.ready = True
-        except Exception as e:  # noqa: BLE001 - shown by /readyz and every model route
+        except Exception as e:
             state.load_error = f"{type(e).__name__}: {e}"
 
     given = classifiers.values() if isinstance(classifiers, dict) else (classifiers or [])

@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 
-from .limits import ApiError, error_body
+from .limits import ApiError
 
 OPEN_PATHS = ("/healthz", "/readyz")  # never need the API key
 KEYED_PREFIXES = ("/v1/", "/metrics")

@@ -49,7 +49,7 @@ async def _submit(request, batcher, key, rows: list, n_tokens: int):
     return work.result()
 
 
-def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
+def add_routes(app, state) -> None:
     from fastapi.responses import PlainTextResponse
 
     from ..errors import InputError
