@@ -362,7 +362,8 @@ def test_bundled_model_embeddings_equal_encoder():
         assert got.shape == (384,)
         assert float(got @ want / np.linalg.norm(got) / np.linalg.norm(want)) >= 0.99999
         b64 = c.post("/v1/embeddings", json={"input": ["granola bars"], "encoding_format": "base64",
-                                             "model": "all-MiniLM-L6-v2"}).json()["data"][0]["embedding"]
+                                             "model": "sentence-transformers/all-MiniLM-L6-v2"}
+                     ).json()["data"][0]["embedding"]
         assert np.array_equal(np.frombuffer(base64.b64decode(b64), "<f4"), got)
 
 

@@ -88,7 +88,9 @@ def add_routes(app, state) -> None:
 
         served = _ready(state)
         enc = served.obj
-        if body.model is not None and body.model not in model_names(enc):
+        # "sentence-transformers/all-MiniLM-L6-v2" (as OpenAI-style clients send it) names it too
+        if body.model is not None and {body.model, body.model.rstrip("/").rsplit("/", 1)[-1]}.isdisjoint(
+                model_names(enc)):
             raise ApiError(422, f"'model' is {body.model!r} but this server serves {enc.model_name!r}; "
                                 "leave 'model' out or name the served model.", param="model")
         texts = check_texts(body.input, limits)
