@@ -160,7 +160,8 @@ def assert_matrix_close(got, want, tol=1e-6):
 def screenshot(driver, name, folder):
     """Save a full-page PNG to ``folder`` and to $BERTKIT_SCREENSHOT_DIR when set."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height, 800), 8000))
+    driver.set_window_size(1280, min(max(height + 120, 800), 8000))
+    driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
     png = driver.get_screenshot_as_png()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     for where in filter(None, [str(folder), os.environ.get("BERTKIT_SCREENSHOT_DIR")]):
