@@ -111,8 +111,9 @@
   }
 
   // ---- colours ---------------------------------------------------------------------
-  // Attention weights are in [0, 1]; shaded relative to the matrix's largest weight so long
-  // inputs stay readable. Similarities are in [-1, 1]: blue positive, red negative.
+  // Attention weights are in [0, 1], shaded by their square root: absolute (a uniform row
+  // looks pale, a peak looks dark) yet small weights of long inputs stay visible.
+  // Similarities are in [-1, 1]: blue positive, red negative.
   function shade(cell, alpha, rgb) {
     const a = Math.max(0, Math.min(1, alpha));
     cell.style.backgroundColor = "rgba(" + rgb + "," + a.toFixed(3) + ")";
@@ -223,14 +224,11 @@
     fillSelect($("layer-select"), layers, String, String(data.layer));
     fillSelect($("head-select"), heads, (h) => (h === "average" ? "average of all heads" : String(h)),
                data.head === null ? "average" : String(data.head));
-    let max = 0;
-    data.weights.forEach((row) => row.forEach((w) => { if (w > max) max = w; }));
-    const scale = max > 0 ? max : 1;
     const table = $("attention-table");
     const headText = data.head === null ? "average of " + data.num_heads + " heads" : "head " + data.head;
     const labels = data.tokens.map((t, i) => t + " (" + i + ")");
     renderMatrix(table, labels, data.tokens, data.weights, "data-weight",
-                 (td, w) => shade(td, w / scale, "37,99,235"),
+                 (td, w) => shade(td, Math.sqrt(w), "37,99,235"),
                  "Attention, layer " + data.layer + " of " + data.num_layers + ", " + headText);
     table.dataset.layer = String(data.layer);
     table.dataset.head = data.head === null ? "average" : String(data.head);
