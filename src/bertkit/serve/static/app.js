@@ -163,6 +163,12 @@
       info.dataset.status = "done";
       clearError();
     } catch (err) {
+      if (err.status === 503) {
+        // The server loads the model in the background: wait for it rather than fail.
+        info.textContent = "The model is still loading\u2026 (retrying every second)";
+        setTimeout(loadModels, 1000);
+        return;
+      }
       info.textContent = "Model information unavailable.";
       info.dataset.status = "error";
       showError(err);
