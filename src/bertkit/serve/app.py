@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
-from .limits import ApiError, Limits, check_texts, error_body
+from .limits import ApiError, Limits, error_body
 from .metrics import Metrics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -67,7 +67,7 @@ def create_app(model=None, classifiers=None, backend: str = "torch", api_key: st
             for b in state.batchers.values():
                 await b.start()
             state.ready = True
-        except Exception as e:  # noqa: BLE001 - shown by /readyz and every model route
+        except Exception as e:
             state.load_error = f"{type(e).__name__}: {e}"
 
     given = classifiers.values() if isinstance(classifiers, dict) else (classifiers or [])
@@ -120,16 +120,17 @@ def _add_error_handlers(app) -> None:
         errors = e.errors()
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
-            return JSONResponse(error_body("The request body is not valid JSON.", "invalid_request_error"),
+            why = (first.get("ctx") or {}).get("error", "")
+            where = first.get("loc", (None, None))[-1]
+            detail = f" ({why} at character {where})" if why and isinstance(where, int) else ""
+            return JSONResponse(error_body(f"The request body is not valid JSON{detail}.", "invalid_request_error"),
                                 status_code=400)
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-        param = ".".join(loc) or None
-        msg = first.get("msg", "invalid request")
-        text = f"'{param}': {msg}" if param else msg
-        if len(errors) > 1:
-            text += f" (and {len(errors) - 1} more problem(s))"
-        return JSONResponse(error_body(text, "invalid_request_error", loc[0] if loc else None),
-                            status_code=422)
+        # a union (str | list of str) fails once per member: report the most specific one
+        worst = max(errors or [{}], key=lambda err: len(err.get("loc", ())))
+        param = _param_path(worst.get("loc", ()))
+        top = param.split("[")[0].split(".")[0] if param else None
+        text = f"'{param}': {worst.get('msg', 'invalid value')}" if param else worst.get("msg", "invalid request")
+        return JSONResponse(error_body(text, "invalid_request_error", top), status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request, e: HTTPException):
@@ -141,6 +142,16 @@ def _add_error_handlers(app) -> None:
     async def unexpected(_request, e: Exception):
         return JSONResponse(error_body(f"Internal error: {type(e).__name__}: {e}", "internal_error"),
                             status_code=500)
+
+
+def _param_path(loc) -> str | None:
+    """("body", "input", "list[str]", 0) -> "input[0]" (pydantic's type tags dropped)."""
+    out = ""
+    for part in loc:
+        if part == "body" or (isinstance(part, str) and (part in ("str", "int", "bool") or "[" in part)):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or None
 
 
 def _add_page(app) -> None:

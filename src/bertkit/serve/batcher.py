@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from .limits import ApiError
 
-
 _STOP = object()  # queued by stop(): finish what is queued, then end the worker
 
 

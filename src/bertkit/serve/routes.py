@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from fastapi import Request
+
 from .limits import ApiError, check_texts
 from .schemas import AttentionRequest, ClassifyRequest, EmbeddingsRequest, SimilarityRequest, TokenizeRequest
 
@@ -25,7 +27,29 @@ async def _locked(served, fn, *args, **kwargs):
     return await asyncio.to_thread(call)
 
 
-def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
+async def _until_disconnect(request) -> None:
+    """Return once the client has gone away (the body was already read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _submit(request, batcher, key, rows: list, n_tokens: int):
+    """``batcher.submit``, dropped from the queue when the client goes away meanwhile (uvicorn
+    does not cancel a request whose client left; its queued texts would still be run)."""
+    work = asyncio.ensure_future(batcher.submit(key, rows, n_tokens))
+    gone = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, gone):
+            if not task.done():
+                task.cancel()
+    if not work.done() or work.cancelled():
+        raise ApiError(499, "The client went away before its answer was ready.", type="client_closed")
+    return work.result()
+
+
+def add_routes(app, state) -> None:
     from fastapi.responses import PlainTextResponse
 
     from ..errors import InputError
@@ -57,7 +81,7 @@ def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
                 "classifiers": [{"name": n, "labels": c.obj.labels} for n, c in state.classifiers.items()]}
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingsRequest):
+    async def embeddings(body: EmbeddingsRequest, request: Request):
         """Sentence vectors (OpenAI-style). Texts longer than ``max_length`` tokens are cut;
         their indices are listed in ``truncated``."""
         from .models import embedding_json, model_names
@@ -72,11 +96,12 @@ def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
             opts = enc.resolve_options(pooling=body.pooling, layers=body.layers if body.layers is not None else "-1",
                                        normalize=body.normalize)
         except InputError as e:
-            raise ApiError(422, str(e), param="pooling/layers/normalize") from None
+            param = next((n for n in ("pooling", "normalize") if f"'{n}'" in str(e)), "layers")
+            raise ApiError(422, str(e), param=param) from None
         key = (opts["pooling"], str(opts["layers"]), bool(opts["normalize"]))
         counts = await asyncio.to_thread(served.count, texts)
         used = [min(n, served.max_length) for n in counts]
-        vectors = await state.batchers["embeddings"].submit(key, texts, sum(used))
+        vectors = await _submit(request, state.batchers["embeddings"], key, texts, sum(used))
         return {"object": "list", "model": enc.model_name,
                 "data": [{"object": "embedding", "index": i, "embedding": embedding_json(v, body.encoding_format)}
                          for i, v in enumerate(vectors)],
@@ -84,7 +109,7 @@ def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
                 "truncated": [i for i, n in enumerate(counts) if n > served.max_length]}
 
     @app.post("/v1/classify")
-    async def classify(body: ClassifyRequest):
+    async def classify(body: ClassifyRequest, request: Request):
         """Class probabilities from a fine-tuned classifier (``--classifier DIR``)."""
         _ready(state)
         if not state.classifiers:
@@ -105,7 +130,7 @@ def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
         counts = await asyncio.to_thread(served.count, texts, pairs)
         used = sum(min(n, served.max_length) for n in counts)
         rows = list(zip(texts, pairs if pairs is not None else [None] * len(texts)))
-        probs = await state.batchers[f"classify:{name}"].submit(pairs is not None, rows, used)
+        probs = await _submit(request, state.batchers[f"classify:{name}"], pairs is not None, rows, used)
         labels = served.obj.labels
         return {"classifier": name, "labels": labels,
                 "data": [{"index": i, "label": labels[int(p.argmax())],

@@ -6,11 +6,11 @@ their messages name the configured limit.
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Union
+from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
 
-Texts = Union[StrictStr, List[StrictStr]]
+Texts = Union[StrictStr, list[StrictStr]]
 
 
 class _Body(BaseModel):
@@ -19,33 +19,33 @@ class _Body(BaseModel):
 
 class EmbeddingsRequest(_Body):
     input: Texts
-    model: Optional[StrictStr] = None
+    model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    pooling: Optional[StrictStr] = None
-    layers: Optional[Union[StrictStr, StrictInt]] = None
-    normalize: Optional[StrictBool] = None
-    user: Optional[StrictStr] = None  # sent by OpenAI clients; ignored
+    pooling: StrictStr | None = None
+    layers: StrictStr | StrictInt | None = None
+    normalize: StrictBool | None = None
+    user: StrictStr | None = None  # sent by OpenAI clients; ignored
 
 
 class ClassifyRequest(_Body):
     input: Texts
-    pairs: Optional[Texts] = None
-    classifier: Optional[StrictStr] = None
+    pairs: Texts | None = None
+    classifier: StrictStr | None = None
 
 
 class TokenizeRequest(_Body):
     text: StrictStr
-    pair: Optional[StrictStr] = None
+    pair: StrictStr | None = None
 
 
 class SimilarityRequest(_Body):
-    sentences: Optional[List[StrictStr]] = None
-    texts: Optional[List[StrictStr]] = None
-    word: Optional[StrictStr] = None
+    sentences: list[StrictStr] | None = None
+    texts: list[StrictStr] | None = None
+    word: StrictStr | None = None
 
 
 class AttentionRequest(_Body):
     text: StrictStr
-    pair: Optional[StrictStr] = None
+    pair: StrictStr | None = None
     layer: StrictInt = -1
-    head: Optional[StrictInt] = None
+    head: StrictInt | None = None
