@@ -11,6 +11,7 @@ _COMMAND_MODULES = [
     "embed_cmd",
     "similarity_cmd",
     "train_cmd",
+    "serve_cmd",
 ]
 for _name in _COMMAND_MODULES:
     import_module(f".{_name}", __name__)

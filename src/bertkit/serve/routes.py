@@ -1,0 +1,171 @@
+"""The API routes (see the serve contract): thin wrappers over the bertkit library."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .limits import ApiError, check_texts
+from .schemas import AttentionRequest, ClassifyRequest, EmbeddingsRequest, SimilarityRequest, TokenizeRequest
+
+
+def _ready(state):
+    if state.load_error:
+        raise ApiError(503, f"The model failed to load: {state.load_error}", type="not_ready")
+    if not state.ready:
+        raise ApiError(503, "The model is still loading; retry shortly (see /readyz).", type="not_ready",
+                       headers={"Retry-After": "2"})
+    return state.encoder
+
+
+async def _locked(served, fn, *args, **kwargs):
+    """``fn`` in a thread, holding the model's lock (see :mod:`.models`)."""
+    def call():
+        with served.lock:
+            return fn(*args, **kwargs)
+    return await asyncio.to_thread(call)
+
+
+def add_routes(app, state) -> None:  # noqa: C901 - one closure per route
+    from fastapi.responses import PlainTextResponse
+
+    from ..errors import InputError
+
+    limits = state.limits
+
+    @app.get("/healthz")
+    async def healthz():
+        """Always 200 while the process serves HTTP."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        """200 once the models are loaded, else 503."""
+        _ready(state)
+        return {"status": "ready"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics():
+        """Prometheus text format."""
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models():
+        served = _ready(state)
+        enc = served.obj
+        return {"model": enc.model_name, "backend": state.backend, "dimension": enc.dimension(),
+                "max_length": served.max_length,
+                "classifiers": [{"name": n, "labels": c.obj.labels} for n, c in state.classifiers.items()]}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingsRequest):
+        """Sentence vectors (OpenAI-style). Texts longer than ``max_length`` tokens are cut;
+        their indices are listed in ``truncated``."""
+        from .models import embedding_json, model_names
+
+        served = _ready(state)
+        enc = served.obj
+        if body.model is not None and body.model not in model_names(enc):
+            raise ApiError(422, f"'model' is {body.model!r} but this server serves {enc.model_name!r}; "
+                                "leave 'model' out or name the served model.", param="model")
+        texts = check_texts(body.input, limits)
+        try:
+            opts = enc.resolve_options(pooling=body.pooling, layers=body.layers if body.layers is not None else "-1",
+                                       normalize=body.normalize)
+        except InputError as e:
+            param = next((n for n in ("pooling", "normalize") if f"'{n}'" in str(e)), "layers")
+            raise ApiError(422, str(e), param=param) from None
+        key = (opts["pooling"], str(opts["layers"]), bool(opts["normalize"]))
+        counts = await asyncio.to_thread(served.count, texts)
+        used = [min(n, served.max_length) for n in counts]
+        vectors = await state.batchers["embeddings"].submit(key, texts, sum(used))
+        return {"object": "list", "model": enc.model_name,
+                "data": [{"object": "embedding", "index": i, "embedding": embedding_json(v, body.encoding_format)}
+                         for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": sum(used), "total_tokens": sum(used)},
+                "truncated": [i for i, n in enumerate(counts) if n > served.max_length]}
+
+    @app.post("/v1/classify")
+    async def classify(body: ClassifyRequest):
+        """Class probabilities from a fine-tuned classifier (``--classifier DIR``)."""
+        _ready(state)
+        if not state.classifiers:
+            raise ApiError(422, "No classifier is loaded; start the server with --classifier DIR.",
+                           param="classifier")
+        name = body.classifier or next(iter(state.classifiers))
+        if name not in state.classifiers:
+            raise ApiError(422, f"'classifier' {name!r} is not loaded; loaded: "
+                                f"{', '.join(state.classifiers)}.", param="classifier")
+        served = state.classifiers[name]
+        texts = check_texts(body.input, limits)
+        pairs = None
+        if body.pairs is not None:
+            pairs = check_texts(body.pairs, limits, param="pairs")
+            if len(pairs) != len(texts):
+                raise ApiError(422, f"'pairs' has {len(pairs)} texts but 'input' has {len(texts)}; give one "
+                                    "second text per text.", param="pairs")
+        counts = await asyncio.to_thread(served.count, texts, pairs)
+        used = sum(min(n, served.max_length) for n in counts)
+        rows = list(zip(texts, pairs if pairs is not None else [None] * len(texts)))
+        probs = await state.batchers[f"classify:{name}"].submit(pairs is not None, rows, used)
+        labels = served.obj.labels
+        return {"classifier": name, "labels": labels,
+                "data": [{"index": i, "label": labels[int(p.argmax())],
+                          "probabilities": {lab: float(p[j]) for j, lab in enumerate(labels)}}
+                         for i, p in enumerate(probs)],
+                "truncated": [i for i, n in enumerate(counts) if n > served.max_length]}
+
+    @app.post("/v1/tokenize")
+    async def tokenize(body: TokenizeRequest):
+        """The tokens the encoder sees (cut to its ``max_length``)."""
+        from ..tokenize import tokenize as tok
+
+        served = _ready(state)
+        for name, value in (("text", body.text), ("pair", body.pair)):
+            if value is not None:
+                check_texts([value], limits, param=name)
+
+        def run():
+            with served.count_lock:
+                return tok(body.text, body.pair, tokenizer=served.counter, max_length=served.max_length)
+        t = await asyncio.to_thread(run)
+        return {"tokens": t.tokens, "input_ids": t.input_ids, "token_type_ids": t.token_type_ids,
+                "attention_mask": t.attention_mask, "truncated": t.n_truncated > 0}
+
+    @app.post("/v1/similarity")
+    async def similarity(body: SimilarityRequest):
+        """Cosine matrix of sentences (``sentences``) or of a word's occurrences (``texts`` + ``word``),
+        as ``bertkit similarity``."""
+        from ..similarity import sentence_similarity, word_similarity
+
+        served = _ready(state)
+        most = limits.max_similarity_texts
+        if body.sentences is not None and body.texts is None and body.word is None:
+            texts = check_texts(body.sentences, limits, param="sentences", max_texts=most)
+            if len(texts) < 2:
+                raise ApiError(422, "'sentences' needs at least two sentences to compare.", param="sentences")
+            r = await _locked(served, sentence_similarity, texts, encoder=served.obj)
+            return {"kind": "sentences", "labels": r.labels, "matrix": r.matrix.astype(float).tolist()}
+        if body.texts is not None and body.word is not None and body.sentences is None:
+            texts = check_texts(body.texts, limits, param="texts", max_texts=most)
+            if not body.word.strip():
+                raise ApiError(422, "'word' is empty; give the word to compare.", param="word")
+            r = await _locked(served, word_similarity, texts, body.word, encoder=served.obj)
+            return {"kind": "words", "labels": r.labels, "matrix": r.matrix.astype(float).tolist()}
+        raise ApiError(422, "Give either 'sentences' (a list) or 'texts' and 'word'.", param="sentences")
+
+    @app.post("/v1/attention")
+    async def attention(body: AttentionRequest):
+        """Attention weights of one layer (1-based, -1 = last, as ``bertkit attention``), one head
+        (0-based) or their average (``head`` null)."""
+        from ..attention import attention_weights
+
+        served = _ready(state)
+        for name, value in (("text", body.text), ("pair", body.pair)):
+            if value is not None:
+                check_texts([value], limits, param=name)
+        att = await _locked(served, attention_weights, body.text, body.pair, encoder=served.obj,
+                            max_length=served.max_length)
+        head = "mean" if body.head is None else body.head
+        d = att.to_dict(layer=body.layer, head=head)
+        return {"tokens": d["tokens"], "layer": d["layer"], "head": None if body.head is None else d["head"],
+                "num_layers": d["num_layers"], "num_heads": d["num_heads"], "weights": d["weights"]}
