@@ -5,7 +5,9 @@
     python benchmarks/serve_load.py --requests 200 --time-cap 5   # a quick look
 
 Each server is started as a subprocess on 127.0.0.1 (a free port), the script waits for
-``GET /readyz``, checks a few vectors, sends warm-up requests, then runs every cell: ``C``
+``GET /readyz``, checks a few vectors and sends warm-up requests; all servers stay up (idle
+when not under test) and take turns on each cell, so drift in the machine's other load hits
+them alike. A cell: ``C``
 closed-loop clients (one ``httpx.AsyncClient``, ``C`` coroutines, each sends its next
 request when the last one is answered) post ``POST /v1/embeddings`` requests of ``T``
 sentences each until ``--requests`` requests are sent or ``--time-cap`` seconds have passed
@@ -109,7 +111,8 @@ def server_command(system: str, port: int, args) -> list[str]:
     if system == "peer":
         return [sys.executable, str(Path(__file__).resolve()), "--peer-server", "--port", str(port)]
     cmd = [sys.executable, "-c", "from bertkit.cli import main; main()", "serve",
-           "--host", "127.0.0.1", "--port", str(port), "--backend", args.backend]
+           "--host", "127.0.0.1", "--port", str(port), "--backend", args.backend,
+           "--log-level", "warning"]  # no access log line per request, as the peer
     if system == "bertkit-nobatch":
         cmd.append("--no-batching")
     if args.max_batch_tokens is not None:
@@ -216,30 +219,46 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
-def bench_system(system: str, args, pool: list[str], reference: np.ndarray, log_dir: Path) -> dict:
-    """Start ``system``, check its vectors, warm it up, run every cell, stop it."""
-    started = time.perf_counter()
-    proc, url, log = start_server(system, args, log_dir)
-    try:
+def start_all(args, pool: list[str], reference: np.ndarray, log_dir: Path, servers: dict) -> list[dict]:
+    """Start every server, check its vectors and warm it up.
+
+    Fills ``servers`` ({system: (process, url)}) as they start, so the caller can stop them
+    whatever happens; returns one result dict per system.
+    """
+    results = []
+    for system in args.systems:
+        started = time.perf_counter()
+        try:
+            proc, url, _ = start_server(system, args, log_dir)
+        except RuntimeError as exc:  # one server failing to start must not lose the others
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            results.append({"system": system, "error": str(exc), "cells": [], "min_cosine": float("nan")})
+            continue
+        servers[system] = (proc, url)
         ready_s = time.perf_counter() - started
         cos = min_cosine(api_vectors(url, pool[:args.check]), reference)
-        print(f"{system}: ready in {ready_s:.1f} s, min cosine to bertkit.Encoder {cos:.7f}", flush=True)
         asyncio.run(run_cell(url, pool[args.check:], 16, 4, 40, 30))  # warm-up, not recorded
-        cells = []
-        for n_texts in args.texts:
-            for clients in args.clients:
-                n_req = args.requests or DEFAULT_REQUESTS.get(n_texts, max(100, 2000 // n_texts))
+        print(f"{system}: ready in {ready_s:.1f} s, min cosine to bertkit.Encoder {cos:.7f}", flush=True)
+        results.append({"system": system, "ready_s": ready_s, "min_cosine": cos, "cells": [],
+                         "command": " ".join(server_command(system, 0, args)[1:])})
+    return results
+
+
+def run_cells(args, pool: list[str], servers: dict, results: list[dict]) -> None:
+    """Every cell on every server, the servers taking turns per cell so load drift hits all."""
+    by_system = {r["system"]: r for r in results}
+    print(HEADER, flush=True)
+    for n_texts in args.texts:
+        for clients in args.clients:
+            n_req = args.requests or DEFAULT_REQUESTS.get(n_texts, max(100, 2000 // n_texts))
+            for system, (proc, url) in servers.items():
                 load = os.getloadavg()[0]
                 cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
                 cell = asyncio.run(run_cell(url, pool, n_texts, clients, n_req, args.time_cap))
                 cell.update(system=system, clients=clients, texts_per_request=n_texts, load_1min_before=load,
                             server_cpu_s=cpu_seconds(proc.pid) - cpu0, client_cpu_s=time.process_time() - client0)
-                cells.append(cell)
+                by_system[system]["cells"].append(cell)
                 print(format_row(cell), flush=True)
-        return {"system": system, "ready_s": ready_s, "min_cosine": cos, "cells": cells,
-                "command": " ".join(server_command(system, 0, args)[1:])}
-    finally:
-        stop_server(proc)
 
 
 # ---------------------------------------------------------------- report
@@ -352,15 +371,15 @@ def main(argv=None) -> int:
     del torch
     print(f"CPU: {meta['cpu']} ({meta['cores']} cores, shared by the client and the server); "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    print(HEADER, flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="serve_load_") as tmp:
-        for system in args.systems:
-            try:
-                results.append(bench_system(system, args, pool, reference, Path(tmp)))
-            except RuntimeError as exc:  # one server failing to start must not lose the others
-                print(f"Error: {exc}", file=sys.stderr, flush=True)
-                results.append({"system": system, "error": str(exc), "cells": [], "min_cosine": float("nan")})
+        servers = {}
+        try:
+            results = start_all(args, pool, reference, Path(tmp), servers)
+            run_cells(args, pool, servers, results)
+        finally:
+            for proc, _ in servers.values():
+                stop_server(proc)
     summary = targets(results)
     print("\n" + HEADER)
     for r in results:
