@@ -105,14 +105,17 @@ class Encoder:
 
         check_choice("backend", backend, BACKENDS, "Encoder")
         check_positive_int("max_length", max_length, "Encoder", allow_none=True)
-        self.model, self.tokenizer = load_model(model, device=device)
+        # The ONNX back-ends run on the CPU; the torch model is then only kept for its
+        # config, pooler and fingerprint, so it stays on the CPU too.
+        self.model, self.tokenizer = load_model(model, device=device if backend == "torch" else "cpu")
+        resolved = resolve_model(model)
         self.model_name = DEFAULT_MODEL_NAME if model is None else str(model)
         self.config = self.model.config
         self.backend_name = backend
-        self.backend = load_backend(self.model if backend == "torch" else resolve_model(model),
+        self.backend = load_backend(self.model if backend == "torch" else resolved,
                                     backend=backend, kind="encoder", device=device)
         self.device = self.backend.device
-        self.settings = folder_settings(resolve_model(model))
+        self.settings = folder_settings(resolved)
         limit = max_length_of(self.tokenizer, self.config)
         if max_length is not None and max_length > limit:
             raise InputError(f"The 'max_length' parameter ({max_length}) is over the model's limit of "
