@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from .app import cli, echo_json, stderr_is_terminal, warn
+from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
 from .options import backend_option, columns_option, device_option, model_option, text_column_option
 
 _LEVELS = ("sentence", "token", "word")
@@ -61,6 +61,7 @@ _SUBWORDS = ("mean", "first", "last")
                    "unless --resume continues an interrupted run).")
 @click.option("--skip-empty", is_flag=True,
               help="Leave out empty rows (and say how many) instead of stopping at them.")
+@runs_model
 def embed_command(texts, input_path, text_column, columns, output, model, device, backend, level,
                   pooling, layers, layer_agg, subword, exclude_special, normalize, batch_size,
                   max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty):
@@ -74,7 +75,6 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
       bertkit embed "the river bank" --level word --layers -4: --layer-agg sum
     """
     from ..errors import InputError
-    from ..models import set_threads
 
     if texts and input_path:
         raise InputError("Give texts as arguments or --input FILE, not both.")
@@ -87,7 +87,6 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
                 max_tokens=max_tokens, long=long_mode)
-    set_threads()
     if not input_path:
         _embed_arguments(list(texts), opts, output, overwrite, model, device, backend)
         return

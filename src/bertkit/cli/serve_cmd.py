@@ -4,7 +4,7 @@ import os
 
 import click
 
-from .app import cli
+from .app import cli, runs_model
 from .options import backend_option, device_option, model_option
 
 
@@ -37,6 +37,7 @@ from .options import backend_option, device_option, model_option
               help="Request body size limit in MiB (413 above).")
 @click.option("--log-level", type=click.Choice(("critical", "error", "warning", "info", "debug")),
               default="info", show_default=True)
+@runs_model
 def serve_command(model, classifiers, backend, device, host, port, api_key_env, max_batch_tokens, max_wait_ms,
                   max_queue, no_batching, max_texts, max_text_chars, max_body_mb, log_level):
     """Serve embeddings, classification, tokens, similarity and attention over HTTP.

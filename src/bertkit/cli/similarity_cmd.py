@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from .app import cli, echo_json, warn
+from .app import cli, echo_json, runs_model, warn
 from .options import (backend_option, columns_option, device_option, json_option, max_length_option,
                       model_option, skip_empty_option, text_column_option)
 
@@ -119,6 +119,7 @@ def similarity_group():
 @device_option
 @backend_option
 @json_option
+@runs_model
 def words_command(texts, word, input_file, text_column, columns, layers, layer_agg, subword,
                   case_sensitive, context, png, skip_empty, model, device, backend, as_json):
     """Compare the contextual vectors of every occurrence of --word in TEXT(s).
@@ -192,6 +193,7 @@ MAX_MATRIX_TEXTS = 2000
 @device_option
 @backend_option
 @json_option
+@runs_model
 def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
                       exclude_special, long, batch_size, png, skip_empty, model, device, backend, as_json):
     """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE)."""
@@ -260,6 +262,7 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
 @device_option
 @backend_option
 @json_option
+@runs_model
 def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, skip_empty,
                    pooling, layers, layer_agg, exclude_special, long, batch_size, model, device,
                    backend, as_json):
@@ -330,6 +333,7 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
 @device_option
 @max_length_option
 @json_option
+@runs_model
 def attention_command(text, pair, layer, head, all_heads, no_special, png, model, device,
                       max_length, as_json):
     """Show how much each token attends to every other token, as a heat-map.

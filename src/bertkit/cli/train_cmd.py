@@ -1,20 +1,13 @@
 """``bertkit train``, ``bertkit evaluate`` and ``bertkit predict``."""
 
 import dataclasses
-import os
-
-# OpenMP threads that spin while waiting make torch many times slower when another
-# process shares the cores (measured here: a training step took 4.5 s with the default
-# policy and 0.5-0.9 s with PASSIVE while another 2-thread job ran; on an idle machine the
-# difference is within noise). It must be set before torch loads; the user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 from click.core import ParameterSource
 
 from ..train import DEFAULT_MAX_LENGTH, TrainConfig
 
-from .app import cli, echo_json, stderr_is_terminal, warn
+from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
 from .options import backend_option, columns_option, device_option, json_option, model_option, text_column_option
 
 # Defaults come from TrainConfig (train.py imports torch only when training runs).
@@ -108,6 +101,7 @@ def _explicit(ctx, names) -> dict:
               help="Progress bar per epoch (default: when stderr is a terminal).")
 @json_option
 @click.pass_context
+@runs_model
 def train_command(ctx, config_file, progress, as_json, **_):
     """Fine-tune a classifier on a labelled file and write it to --output DIR.
 
@@ -171,6 +165,7 @@ def train_command(ctx, config_file, progress, as_json, **_):
 @device_option
 @backend_option
 @json_option
+@runs_model
 def evaluate_command(model, data, columns, text_column, pair_column, label_column, strict,
                      batch_size, max_length, plot, device, backend, as_json):
     """Accuracy, Matthews correlation, macro F1, per-class scores and the confusion matrix
@@ -228,6 +223,7 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 @device_option
 @backend_option
 @json_option
+@runs_model
 def predict_command(model, text, pair, input_file, output_file, overwrite, columns, text_column,
                     pair_column, batch_size, max_length, device, backend, as_json):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
