@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -128,7 +129,7 @@ def test_search_explicit_index_refuses_other_settings(run, tiny_model_dir, tmp_p
     result = run("search", "--corpus", corpus, "-q", "cat", "--index", index, "--pooling", "cls",
                  "--model", tiny_model_dir)
     assert result.exit_code == 1
-    assert "built with pooling=mean, not pooling=cls" in result.stderr
+    assert "built with --pooling mean, not --pooling cls" in result.stderr  # flags on the CLI
     _no_trace(result)
     result = run("search", "--corpus", tmp_path / "nope.txt", "-q", "cat",
                  "--model", tiny_model_dir)
@@ -159,11 +160,17 @@ def test_attention_png_json_and_option_errors(run, tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("layer 2 of 2, mean of 4 heads, 8 tokens")
     assert png.read_bytes()[:4] == b"\x89PNG"
-    result = run("attention", "the cat sat", "--layer", "1", "--head", "2", "--no-special",
+    result = run("attention", "the cat sat", "--layer", "1", "--head", "2", "--exclude-special",
                  "--json", "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["tokens"] == ["the", "cat", "sat"] and data["layer"] == 1 and data["head"] == 2
+    from bertkit.attention import attention_weights
+
+    w = attention_weights("the cat sat", model=tiny_model_dir).weights[0, 1]  # head 2 = index 1
+    np.testing.assert_allclose(data["weights"], w[1:4, 1:4], atol=1e-5)
+    assert run("attention", "the cat sat", "--no-special", "--json", "--model",
+               tiny_model_dir).exit_code == 0  # the old spelling, for one release
     grid = tmp_path / "grid.png"
     result = run("attention", "the cat sat", "--all-heads", "--png", grid, "--model",
                  tiny_model_dir)

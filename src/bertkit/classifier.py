@@ -120,7 +120,7 @@ class Classifier:
         limit = max_length_of(self.tokenizer, config)
         if max_length is not None and max_length > limit:
             # Longer inputs would overrun the position embeddings (a torch size error).
-            raise InputError(f"--max-length {max_length} is over the model's limit of {limit} tokens.")
+            raise InputError(f"max_length={max_length} is over the model's limit of {limit} tokens.")
         trained = self.training_args.get("config", {}).get("max_length")
         self.max_length = max_length or min(trained or limit, limit)
         self.training_result: dict | None = None
@@ -303,7 +303,8 @@ class Classifier:
                  batch_size: int = 64, plot=None, progress: bool = False) -> dict:
         """Metrics of the model on a labelled file.
 
-        Column arguments default to the ones used in training (``training_args.json``).
+        Column arguments default to the ones used in training (``training_args.json``),
+        ``columns`` too when ``data`` is a headerless .csv/.tsv file like the training file.
 
         Returns
         -------
@@ -373,6 +374,8 @@ class Classifier:
         from .labelled import load_labelled
 
         trained = self.training_args.get("data", {})
+        if columns is None:
+            columns = _trained_columns(data, trained.get("columns"))
         text_column = text_column or trained.get("text_column")
         if pair_column is None:
             pair_column = trained.get("pair_column")
@@ -380,6 +383,22 @@ class Classifier:
         return load_labelled(data, text_column=text_column, pair_column=pair_column,
                              label_column=label_column, columns=columns, strict=strict,
                              require_labels=require_labels)
+
+
+def _trained_columns(data, columns):
+    """The ``columns`` used in training (a headerless file's names) for another file, when
+    that file is a headerless .csv/.tsv too: None when its first line is a header naming
+    the same columns, or when training had no ``columns``."""
+    if not columns or not isinstance(data, (str, os.PathLike)):
+        return None
+    path = os.fspath(data)
+    if not path.lower().endswith((".csv", ".tsv")) or not os.path.isfile(path):
+        return None
+    names = [c.strip() for c in str(columns).split(",")]
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        first = f.readline().rstrip("\r\n")
+    fields = [x.strip().strip('"') for x in first.split("\t" if path.lower().endswith(".tsv") else ",")]
+    return None if fields == names else columns
 
 
 def _describe(data):

@@ -146,7 +146,7 @@ def encode_examples(tokenizer, texts, pairs=None, *, max_length: int, chunk: int
     """
     min_len = 4 if pairs is not None else 3
     if max_length < min_len:
-        raise InputError(f"--max-length {max_length} leaves no room for text between the special tokens.")
+        raise InputError(f"max_length={max_length} leaves no room for text between the special tokens.")
     ids_all, types_all, n_cut = [], None, 0
     for start in range(0, len(texts), chunk):
         t = list(texts[start:start + chunk])

@@ -275,7 +275,7 @@ def stratified_split(labels, fraction: float, seed: int):
     import numpy as np
 
     if not (0.0 < fraction < 1.0):
-        raise InputError(f"--val-split must be between 0 and 1 (exclusive), got {fraction!r}.")
+        raise InputError(f"The 'val_split' parameter must be between 0 and 1 (exclusive). Got {fraction!r} instead.")
     rng = np.random.default_rng(seed)
     labels = [str(x) for x in labels]
     by_label: dict[str, list[int]] = {}

@@ -135,9 +135,9 @@ def select_device(device: str | None = None):
     except (RuntimeError, TypeError):
         raise InputError(f"The 'device' parameter must be auto, cpu, cuda, cuda:N or mps. Got {device!r} instead.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+        raise InputError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps was asked for but MPS is not available; use --device cpu.")
+        raise InputError("device='mps' was asked for but MPS is not available; use device='cpu'.")
     return dev
 
 
