@@ -191,3 +191,27 @@ def test_library_messages_name_python_parameters():
         TrainConfig(save_steps=-1).check()
     with pytest.raises(InputError, match=r"^The 'warmup_ratio' parameter"):
         TrainConfig(warmup_ratio=2.0).check()
+
+
+LONG = "the cat sat on the mat " * 20  # 120 words: over the tiny model's 64 tokens
+
+
+def test_truncation_is_a_field_on_results_and_one_cli_line(tiny_model_dir, tmp_path):
+    from conftest import build_tiny_model
+
+    from bertkit import Classifier, sentence_similarity, word_similarity
+    from bertkit.attention import attention_weights
+    from bertkit.tokenize import tokenize
+
+    assert sentence_similarity([LONG, "a dog"], model=tiny_model_dir).n_truncated == 1
+    assert sentence_similarity([LONG, "a dog"], model=tiny_model_dir, long="window").n_truncated == 0
+    assert word_similarity([LONG, "a cat"], "cat", model=tiny_model_dir, long="truncate").n_truncated == 1
+    assert tokenize(LONG, model=tiny_model_dir).n_truncated > 0
+    assert attention_weights(LONG, model=tiny_model_dir).n_truncated > 0
+    clf = Classifier(build_tiny_model(tmp_path / "clf", num_labels=2), device="cpu")
+    got = clf.predict([LONG, "a cat"])
+    assert [g["truncated"] for g in got] == [True, False]
+    result = CliRunner().invoke(cli, ["similarity", "sentences", LONG, "a dog", "--model", tiny_model_dir])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("Warning: 1 of 2 texts were longer than")

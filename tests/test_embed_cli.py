@@ -208,7 +208,7 @@ def test_bad_usage_is_one_error_line(run, tmp_path):
     _error(run("a", "--resume"), r"--resume needs --output")
     _error(run("a", "-o", tmp_path / "x.bin"), r"Cannot tell the output format of .*x.bin")
     _error(run("--input", tmp_path / "missing.txt", "-o", tmp_path / "x.npy"), r"does not exist")
-    _error(run("a", "--layers", "9"), r"The 'layers' parameter .* 3 hidden states")
+    _error(run("a", "--layers", "9"), r"--layers must .* 3 hidden states")  # the CLI names its flag
     _error(run("a", ""), r"TEXT\[1\] is empty")
     src = tmp_path / "in.csv"
     pd.DataFrame({"a": ["x"], "b": ["y"]}).to_csv(src, index=False)
@@ -377,7 +377,7 @@ def test_gzipped_input_folder_input_and_layer_slices(run, tiny, tmp_path):
     (tmp_path / "dir.txt").mkdir()
     _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder; give a file\.")
     # the tiny model has 3 hidden states: -4: used to be clamped to "all" silently
-    _error(run("a", "--layers", "-4:"), r"The 'layers' parameter .* 3 hidden states.*out of range")
+    _error(run("a", "--layers", "-4:"), r"--layers must .* 3 hidden states.*out of range")
 
 
 # ---------------------------------------------------------------- issue 9: folder defaults, --backend

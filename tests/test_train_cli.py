@@ -94,7 +94,7 @@ def test_predict_text_and_file(model_dir, tmp_path):
     (["train", "--train", TOPICS, "--output", "{tmp}/o", "--text-column", "body"], 1,
      "Error: Column 'body' (--text-column) is not in"),
     (["train", "--train", "{tmp}/missing.csv", "--output", "{tmp}/o"], 1, "Error: File"),
-    (["train", "--train", TOPICS, "--output", "{tmp}/o", "--head", "deep"], 2, "Invalid value for '--head'"),
+    (["train", "--train", TOPICS, "--output", "{tmp}/o", "--head", "deep"], 2, "Invalid value for '--head-type'"),
     (["train", "--output", "{tmp}/o", "--config", "{tmp}/nope.yaml"], 1, "Error: --config file"),
     (["predict", "--model", "{model}"], 2, "Give either TEXT or --input"),
     (["predict", "--model", "{model}", "--input", TOPICS], 2, "--input needs --output"),

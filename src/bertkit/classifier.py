@@ -269,7 +269,8 @@ class Classifier:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         enc = encode_examples(self.tokenizer, texts, pairs, max_length=self.max_length)
-        self.last_n_truncated = enc.n_truncated
+        self.last_n_truncated = enc.n_truncated  # kept for callers of predict_proba
+        self._last_truncated = set(enc.truncated)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.model.eval()
         logits = predict_logits(self.backend, enc, pad_id=pad_id, batch_size=batch_size, progress=progress)
@@ -287,15 +288,18 @@ class Classifier:
         Returns
         -------
         dict or list of dict
-            ``{"label": str, "probabilities": {label: float}}``; a list for a list input.
+            ``{"label": str, "probabilities": {label: float}, "truncated": bool}`` (truncated:
+            the input was longer than ``max_length`` tokens and was cut); a list for a list
+            input.
         """
         single = isinstance(texts, str)
         if single and isinstance(pairs, str):
             pairs = [pairs]
         probs = self.predict_proba(texts, pairs, batch_size=batch_size, progress=progress)
         out = [{"label": self.labels[int(p.argmax())],
-                "probabilities": {name: float(p[j]) for j, name in enumerate(self.labels)}}
-               for p in probs]
+                "probabilities": {name: float(p[j]) for j, name in enumerate(self.labels)},
+                "truncated": i in self._last_truncated}
+               for i, p in enumerate(probs)]
         return out[0] if single else out
 
     def evaluate(self, data, *, text_column: str | None = None, pair_column: str | None = None,

@@ -30,6 +30,9 @@ class AliasedOption(click.Option):
         self.aliases = tuple(aliases)
         super().__init__(*args, **kwargs)
 
+    def get_error_hint(self, ctx):
+        return " / ".join(f"'{o}'" for o in self.opts if o not in self.aliases)
+
     def get_help_record(self, ctx):
         shown, secondary = self.opts, self.secondary_opts
         self.opts = [o for o in shown if o not in self.aliases]

@@ -36,9 +36,14 @@ def sentence_options(f):
 
 
 @contextlib.contextmanager
-def _library_warnings():
-    """Show the library's warnings (e.g. texts cut to the model's limit) as one
-    ``Warning: ...`` line each, without Python's file/line decoration."""
+def _library_warnings(truncation: bool = True):
+    """Show the library's warnings as one ``Warning: ...`` line each, without Python's
+    file/line decoration. ``truncation=False`` leaves out the encoder's note on texts cut
+    to the limit: the command reports the result's ``n_truncated`` itself."""
+    import re
+
+    from ..file_embedding import TRUNCATION_WARNING
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
@@ -47,6 +52,8 @@ def _library_warnings():
             seen = set()
             for w in caught:
                 text = str(w.message)
+                if not truncation and re.match(TRUNCATION_WARNING, text):
+                    continue
                 if issubclass(w.category, UserWarning) and text not in seen:
                     seen.add(text)
                     warn(text)
@@ -79,6 +86,14 @@ def _gather_texts(texts, input_file, text_column, columns, skip_empty=False) -> 
     elif text_column or columns:
         raise InputError("--text-column and --columns apply to --input FILE; give --input too.")
     return texts
+
+
+def _warn_truncated(result, encoder, n_texts: int) -> None:
+    """The one warning line for texts cut to fit (from the result's ``n_truncated``)."""
+    from ..file_embedding import truncation_message
+
+    if result.n_truncated:
+        warn(truncation_message(encoder, result.n_truncated, n_texts))
 
 
 def _print_matrix(matrix, names, fmt="{:.3f}") -> None:
@@ -144,10 +159,12 @@ def words_command(texts, word, input_file, text_column, columns, layers, layer_a
     texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
     if not texts:
         raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
-    with _library_warnings():
-        result = word_similarity(texts, word, encoder=_load_encoder(model, device, backend, max_length),
+    encoder = _load_encoder(model, device, backend, max_length)
+    with _library_warnings(truncation=False):
+        result = word_similarity(texts, word, encoder=encoder,
                                  layers=layers, layer_agg=layer_agg, subword=subword,
                                  case_sensitive=case_sensitive, context=context)
+    _warn_truncated(result, encoder, len(texts))
     n = len(result.occurrences)
     if n == 1:
         warn(f"'{word}' occurs only once; there is nothing to compare it with.")
@@ -223,11 +240,13 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
         raise InputError(f"{len(texts)} texts make a {len(texts)}x{len(texts)} matrix; compare at "
                          f"most {MAX_MATRIX_TEXTS} at once, or use `bertkit search` to find the "
                          "nearest texts in a large corpus.")
-    with _library_warnings():
-        result = sentence_similarity(texts, encoder=_load_encoder(model, device, backend, max_length),
+    encoder = _load_encoder(model, device, backend, max_length)
+    with _library_warnings(truncation=False):
+        result = sentence_similarity(texts, encoder=encoder,
                                      pooling=pooling, layers=layers, layer_agg=layer_agg,
                                      exclude_special=exclude_special, long=long,
                                      batch_size=batch_size)
+    _warn_truncated(result, encoder, len(texts))
     if png:
         if len(texts) > 60:
             warn(f"{len(texts)} texts make a heat-map whose labels are too small to read; "

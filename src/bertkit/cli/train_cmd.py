@@ -267,7 +267,7 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
             warn(f"this model was trained on sentence pairs (column '{trained_pairs}'); give the "
                  "second text with --pair.")
         result = clf.predict(text, pair, batch_size=batch_size)
-        if clf.last_n_truncated:
+        if result["truncated"]:
             warn(f"the input was longer than {clf.max_length} tokens and was cut.")
         if as_json:
             echo_json(result)
