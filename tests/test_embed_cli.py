@@ -222,6 +222,7 @@ def test_bad_usage_is_one_error_line(run, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_sst2_dev_shapes(tmp_path, shared_datasets):
     """The issue's must-show, on the first 200 rows (the full file is run by hand)."""
     rows = open(shared_datasets / "sst2" / "dev.tsv", encoding="utf-8").read().splitlines()[:201]

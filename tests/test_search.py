@@ -157,8 +157,18 @@ def test_default_index_path_in_cache(tmp_path, monkeypatch):
 
 
 def test_semantic_search_one_off(tiny_encoder):
-    hits = semantic_search("a cat on the mat", CORPUS, k=1, encoder=tiny_encoder)
-    assert len(hits) == 1 and hits[0].rank == 1 and hits[0].text in CORPUS
+    from bertkit.similarity import cosine_matrix
+
+    query = "a cat on the mat"
+    hits = semantic_search(query, CORPUS, k=3, encoder=tiny_encoder)
+    # the order a brute-force cosine over the same vectors gives (not just "some corpus text")
+    scores = cosine_matrix(tiny_encoder.encode([query]), tiny_encoder.encode(CORPUS))[0]
+    best = np.argsort(-scores, kind="stable")[:3]
+    assert [h.text for h in hits] == [CORPUS[i] for i in best]
+    assert [h.rank for h in hits] == [1, 2, 3]
+    np.testing.assert_allclose([h.score for h in hits], scores[best], atol=1e-5)
+    again = semantic_search(CORPUS[2], CORPUS, k=1, encoder=tiny_encoder)[0]
+    assert again.text == CORPUS[2] and again.score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_cached_index_is_rebuilt_when_model_changes_in_place(tmp_path, monkeypatch):

@@ -318,6 +318,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_real_process_serves_and_stops_cleanly_on_sigterm(tiny_model_dir, tiny_enc):
     import httpx
 
