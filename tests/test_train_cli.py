@@ -150,3 +150,24 @@ def test_kill_mid_epoch_then_resume_matches(tiny_model_dir, tmp_path):
     strip = lambda hist: [{k: v for k, v in r.items() if "time" not in k and "per_s" not in k} for r in hist]  # noqa: E731
     assert strip(b["history"]) == strip(a["history"])
     assert b["metrics"] == a["metrics"]
+
+
+def test_evaluate_reuses_the_training_columns(tiny_model_dir, tmp_path):
+    """A model trained on a headerless file evaluates another headerless file without
+    --columns (training_args.json has them); a file with that header is read as such."""
+    cola = os.path.join(FIX, "train_cola_like.tsv")
+    out = tmp_path / "cola"
+    result = run("train", "--train", cola, "--columns", "source,label,mark,sentence",
+                 "--text-column", "sentence", "--label-column", "label", "--val-split", "0",
+                 "--model", tiny_model_dir, "--output", out, "--epochs", "1", "--batch-size", "4",
+                 "--precision", "fp32", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    result = run("evaluate", "--model", out, "--input", cola, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 10  # every row, none read as a header
+    with_header = tmp_path / "with_header.tsv"
+    with_header.write_text("source\tlabel\tmark\tsentence\n" + open(cola, encoding="utf-8").read(),
+                           encoding="utf-8")
+    result = run("evaluate", "--model", out, "--input", with_header, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 10
