@@ -45,7 +45,8 @@ def test_predict_shapes_and_order(clf_dir):
     clf = Classifier(clf_dir, device="cpu")
     assert clf.labels == ["food", "sky", "sport"] and clf.max_length == 64
     one = clf.predict("the team won the match")
-    assert set(one) == {"label", "probabilities"} and one["label"] in clf.labels
+    assert set(one) == {"label", "probabilities", "truncated"} and one["label"] in clf.labels
+    assert one["truncated"] is False
     assert sum(one["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     texts = ["the sun", "we ate the sweet food and the gran bars " * 3, "team", "the rain at night"]
     probs = clf.predict_proba(texts, batch_size=2)

@@ -347,6 +347,7 @@ def test_resume_notices_an_edit_with_the_same_size_and_time(run, tmp_path, monke
            r"Cannot resume: .*differs in: input")
 
 
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_broken_pipe_exits_quietly(tiny_model_dir, tmp_path):
     """`bertkit embed --input corpus.txt | head -c 100`: no 'unexpected' error, exit 141."""
     import os

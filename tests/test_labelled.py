@@ -84,7 +84,7 @@ def test_stratified_split_is_seeded_and_keeps_shares():
     assert 100 in train  # a label with one example stays in training
     assert stratified_split(labels, 0.1, seed=3) == (train, val)
     assert stratified_split(labels, 0.1, seed=4)[1] != val
-    with pytest.raises(InputError, match="--val-split"):
+    with pytest.raises(InputError, match="'val_split' parameter"):
         stratified_split(labels, 1.5, seed=0)
 
 

@@ -100,9 +100,9 @@ def test_optimizer_is_fused_adamw_with_the_same_maths():
 def test_config_is_checked():
     with pytest.raises(InputError, match="'head' parameter of train must be one of"):
         TrainConfig(head="deep").check()
-    with pytest.raises(InputError, match="--lr"):
+    with pytest.raises(InputError, match="'lr' parameter"):
         TrainConfig(lr=0).check()
-    with pytest.raises(InputError, match="--warmup-ratio"):
+    with pytest.raises(InputError, match="'warmup_ratio' parameter"):
         TrainConfig(warmup_ratio=1.5).check()
     with pytest.raises(InputError, match="CUDA_VISIBLE_DEVICES"):
         TrainConfig(device="cuda:1").check()
@@ -332,7 +332,7 @@ def test_heads_for_other_architectures():
     distil = DistilBertForSequenceClassification(DistilBertConfig(
         dim=16, n_layers=1, n_heads=2, hidden_dim=32, **small))
     assert default_head(distil) == "mlp"
-    with pytest.raises(InputError, match="--head mlp"):
+    with pytest.raises(InputError, match="head='mlp'"):
         apply_head(distil, "linear")
 
 

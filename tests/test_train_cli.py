@@ -122,6 +122,7 @@ def test_config_file_and_flag_precedence(tiny_model_dir, tmp_path):
     assert args["data"]["split"]["val_split"] == 0.2
 
 
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_kill_mid_epoch_then_resume_matches(tiny_model_dir, tmp_path):
     """A real kill -9 while training, then --resume: same final metrics as a clean run."""
     common = ["--train", TOPICS, "--model", tiny_model_dir, "--epochs", "3", "--batch-size", "4",
