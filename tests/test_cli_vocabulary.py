@@ -215,3 +215,11 @@ def test_truncation_is_a_field_on_results_and_one_cli_line(tiny_model_dir, tmp_p
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
     assert len(warnings) == 1 and warnings[0].startswith("Warning: 1 of 2 texts were longer than")
+
+
+def test_an_old_spelling_says_its_new_name(tiny_model_dir):
+    result = CliRunner().invoke(cli, ["attention", "the cat", "--no-special", "--json",
+                                      "--model", tiny_model_dir])
+    assert result.exit_code == 0, result.output
+    assert "Warning: --no-special is now --exclude-special" in result.stderr
+    assert '"exclude_special": true' in result.stdout

@@ -52,7 +52,21 @@ def to_flags(message: str, params) -> str:
 
 
 class BertkitCommand(click.Command):
-    """A command whose library errors name its flags (see :func:`to_flags`)."""
+    """A command whose library errors name its flags (see :func:`to_flags`) and that says
+    when an old spelling of a flag was used (it still works, for one release)."""
+
+    def parse_args(self, ctx, args):
+        renamed = {}
+        for p in self.params:
+            for alias in getattr(p, "aliases", ()):
+                renamed[alias] = p.opts[0]
+        for arg in args:
+            if arg == "--":
+                break
+            old = arg.split("=", 1)[0]
+            if old in renamed:
+                warn(f"{old} is now {renamed[old]}; the old name goes in the next release.")
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         from ..errors import BertkitError

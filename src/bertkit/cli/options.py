@@ -5,7 +5,8 @@ The vocabulary (README, "One name per concept"): ``--input`` is the file a comma
 writes, ``--png`` a picture, ``--max-length`` the longest input in tokens,
 ``--exclude-special`` leaves [CLS]/[SEP] out, ``--head-type`` is a classifier head's shape and
 ``--head`` an attention head. Old spellings stay for one release as hidden aliases
-(:class:`AliasedOption`: they work, and ``--help`` does not show them).
+(:class:`AliasedOption`: they work with a one-line note naming the new flag, and
+``--help`` does not show them).
 
 Choices come from the library's constants, so the CLI cannot drift from what the library
 accepts. Defaults are shown one way: ``[default: X]`` (click's ``show_default``), or in the
