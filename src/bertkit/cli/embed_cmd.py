@@ -8,7 +8,8 @@ import warnings
 import click
 
 from .app import cli, echo_json, stderr_is_terminal, warn
-from .options import backend_option, columns_option, device_option, model_option, text_column_option
+from .options import (backend_option, columns_option, device_option, model_option, read_options,
+                      text_column_option)
 
 _LEVELS = ("sentence", "token", "word")
 _POOLINGS = ("mean", "cls", "max", "pooler")
@@ -22,6 +23,7 @@ _SUBWORDS = ("mean", "first", "last")
               help="Read texts from FILE: .txt (one a line), .csv/.tsv, .jsonl or .parquet.")
 @text_column_option
 @columns_option
+@read_options
 @click.option("--output", "-o", default=None, metavar="FILE",
               help="Write to FILE: .npy, .npz, .parquet or .jsonl (by extension). "
                    "Default: JSON on stdout (JSON lines for --input).")
@@ -61,7 +63,8 @@ _SUBWORDS = ("mean", "first", "last")
                    "unless --resume continues an interrupted run).")
 @click.option("--skip-empty", is_flag=True,
               help="Leave out empty rows (and say how many) instead of stopping at them.")
-def embed_command(texts, input_path, text_column, columns, output, model, device, backend, level,
+def embed_command(texts, input_path, text_column, columns, quoting, encoding, format, output,
+                  model, device, backend, level,
                   pooling, layers, layer_agg, subword, exclude_special, normalize, batch_size,
                   max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty):
     """Embed TEXT arguments or the rows of --input FILE.
@@ -82,8 +85,9 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
         raise InputError("Nothing to embed: give TEXT arguments or --input FILE (see bertkit embed --help).")
     if resume and not output:
         raise InputError("--resume needs --output: only a run that writes a file can be resumed.")
-    if (text_column or columns) and not input_path:
-        raise InputError("--text-column and --columns apply to --input files only.")
+    if (text_column or columns or quoting or encoding or format) and not input_path:
+        raise InputError("--text-column, --columns, --quoting, --encoding and --format apply to "
+                         "--input files only.")
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
                 max_tokens=max_tokens, long=long_mode)
@@ -98,7 +102,8 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
                              resume=resume, overwrite=overwrite,
                              on_empty="skip" if skip_empty else "error", chunk_size=chunk_size,
                              model=model, device=device, backend=backend,
-                             progress=stderr_is_terminal(), **opts)
+                             progress=stderr_is_terminal(), quoting=quoting, encoding=encoding,
+                             format=format, **opts)
     except EmbedInterrupted as e:  # say how to continue: the finished chunks are kept
         click.echo(f"Interrupted. {e.n_chunks} finished chunk(s) are kept in {e.partial_dir}/; "
                    "run the same command with --resume to continue.", err=True)

@@ -28,3 +28,27 @@ backend_option = click.option(
 skip_empty_option = click.option(
     "--skip-empty", is_flag=True,
     help="Leave out empty rows of --input (and say how many) instead of stopping.")
+
+# How input files are read: one set of options on every command that reads a data file.
+#: bertkit.data.QUOTING and bertkit.formats.FORMAT_NAMES, spelled out so that --help does not
+#: import the library (a test checks that they agree).
+QUOTINGS = ("none", "csv")
+FORMAT_NAMES = ("csv", "tsv", "jsonl", "parquet", "txt", "fasttext", "folder", "hf")
+quoting_option = click.option(
+    "--quoting", type=click.Choice(QUOTINGS), default=None,
+    help="How '\"' is read in .csv/.tsv: none (quotes are text, one line is one row; default "
+         "for .tsv, as GLUE files need) or csv (quoted fields; default for .csv).")
+encoding_option = click.option(
+    "--encoding", default=None, metavar="NAME",
+    help="Text encoding of the input file (default utf-8), e.g. latin-1 or cp1252.")
+format_option = click.option(
+    "--format", "format", type=click.Choice(FORMAT_NAMES), default=None,
+    help="Input format when the extension says nothing (e.g. train_5500.label): csv, tsv, "
+         "jsonl, parquet, txt; fasttext ('__label__pos text' lines); folder (class "
+         "sub-folders, or one file per class); hf (Dataset.save_to_disk folder). Folders are "
+         "recognised without it.")
+
+
+def read_options(f):
+    """--quoting, --encoding and --format (how input files are read)."""
+    return quoting_option(encoding_option(format_option(f)))

@@ -9,14 +9,14 @@ import click
 
 from .app import cli, echo_json, warn
 from .options import (backend_option, columns_option, device_option, json_option, max_length_option,
-                      model_option, skip_empty_option, text_column_option)
+                      model_option, read_options, skip_empty_option, text_column_option)
 
 POOLINGS = ("mean", "cls", "max", "pooler")
 LAYER_AGGS = ("concat", "sum", "mean")
 
 png_option = click.option("--png", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                           help="Also draw the matrix as an annotated heat-map PNG.")
-input_option = click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
+input_option = click.option("--input", "input_file", type=click.Path(), default=None,
                             metavar="FILE", help="Read the texts from a file (.txt: one a line; "
                             ".csv/.tsv/.jsonl/.parquet: see --text-column).")
 
@@ -61,24 +61,25 @@ def _load_encoder(model, device, backend="torch"):
     return Encoder(model, device=device, backend=backend)
 
 
-def _read_texts(input_file, text_column, columns, skip_empty=False) -> list:
+def _read_texts(input_file, text_column, columns, skip_empty=False, read=None) -> list:
     """The texts of --input FILE through the one reader (empty rows: an error unless
     --skip-empty, then left out with a note)."""
     from ..texts import load_texts
 
     got = load_texts(input_file, text_column=text_column, columns=columns,
-                     on_empty="skip" if skip_empty else "error")
+                     on_empty="skip" if skip_empty else "error", **(read or {}))
     if got.skipped:
         warn(got.scan.note())
     return got.texts
 
 
-def _gather_texts(texts, input_file, text_column, columns, skip_empty=False) -> list:
+def _gather_texts(texts, input_file, text_column, columns, skip_empty=False, read=None) -> list:
+    """TEXT arguments, then the texts of --input FILE; ``read``: quoting, encoding, format."""
     from ..errors import InputError
 
     texts = list(texts)
     if input_file:
-        texts += _read_texts(input_file, text_column, columns, skip_empty)
+        texts += _read_texts(input_file, text_column, columns, skip_empty, read)
     elif text_column or columns:
         raise InputError("--text-column and --columns apply to --input FILE; give --input too.")
     return texts
@@ -104,6 +105,7 @@ def similarity_group():
 @input_option
 @text_column_option
 @columns_option
+@read_options
 @click.option("--layers", default="-4:", show_default=True, metavar="SPEC",
               help="Hidden states: -1 (last), -4: (last four), 0,3,6, all (0 = embeddings).")
 @click.option("--layer-agg", type=click.Choice(LAYER_AGGS), default="sum", show_default=True,
@@ -119,7 +121,7 @@ def similarity_group():
 @device_option
 @backend_option
 @json_option
-def words_command(texts, word, input_file, text_column, columns, layers, layer_agg, subword,
+def words_command(texts, word, input_file, text_column, columns, quoting, encoding, format, layers, layer_agg, subword,
                   case_sensitive, context, png, skip_empty, model, device, backend, as_json):
     """Compare the contextual vectors of every occurrence of --word in TEXT(s).
 
@@ -132,7 +134,8 @@ def words_command(texts, word, input_file, text_column, columns, layers, layer_a
     from ..errors import InputError
     from ..similarity import word_similarity
 
-    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
+    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty,
+                          dict(quoting=quoting, encoding=encoding, format=format))
     if not texts:
         raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
     with _library_warnings():
@@ -184,6 +187,7 @@ MAX_MATRIX_TEXTS = 2000
 @input_option
 @text_column_option
 @columns_option
+@read_options
 @sentence_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @png_option
@@ -192,13 +196,14 @@ MAX_MATRIX_TEXTS = 2000
 @device_option
 @backend_option
 @json_option
-def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
+def sentences_command(texts, input_file, text_column, columns, quoting, encoding, format, pooling, layers, layer_agg,
                       exclude_special, long, batch_size, png, skip_empty, model, device, backend, as_json):
     """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE)."""
     from ..errors import InputError
     from ..similarity import sentence_similarity
 
-    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
+    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty,
+                          dict(quoting=quoting, encoding=encoding, format=format))
     if len(texts) < 2:
         raise InputError(f"Give at least two TEXTs (or --input FILE) to compare; got {len(texts)}.")
     if len(texts) > MAX_MATRIX_TEXTS:
@@ -238,10 +243,11 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
 
 # ------------------------------------------------------------------------ search
 @cli.command("search")
-@click.option("--corpus", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--corpus", required=True, type=click.Path(), metavar="FILE",
               help="Texts to search (.txt: one a line; .csv/.tsv/.jsonl/.parquet: --text-column).")
 @text_column_option
 @columns_option
+@read_options
 @click.option("--query", "-q", "queries", required=True, multiple=True, metavar="TEXT",
               help="What to look for (repeat for several queries).")
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
@@ -260,7 +266,7 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
 @device_option
 @backend_option
 @json_option
-def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, skip_empty,
+def search_command(corpus, text_column, columns, quoting, encoding, format, queries, k, index_path, rebuild, skip_empty,
                    pooling, layers, layer_agg, exclude_special, long, batch_size, model, device,
                    backend, as_json):
     """Find the texts of --corpus closest in meaning to each --query.
@@ -277,6 +283,7 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
         index, status = open_index(
             corpus, encoder=encoder, index_path=index_path, text_column=text_column,
             columns=columns, rebuild=rebuild, skip_empty=skip_empty, batch_size=batch_size,
+            quoting=quoting, encoding=encoding, format=format,
             progress=stderr_is_terminal(), pooling=pooling, layers=layers,
             layer_agg=layer_agg, exclude_special=exclude_special, long=long)
     skipped = (index.corpus or {}).get("n_skipped", 0)  # > 0 only with --skip-empty

@@ -15,7 +15,8 @@ from click.core import ParameterSource
 from ..train import DEFAULT_MAX_LENGTH, TrainConfig
 
 from .app import cli, echo_json, stderr_is_terminal, warn
-from .options import backend_option, columns_option, device_option, json_option, model_option, text_column_option
+from .options import (backend_option, columns_option, device_option, json_option, model_option,
+                      read_options, text_column_option)
 
 # Defaults come from TrainConfig (train.py imports torch only when training runs).
 _D = dataclasses.asdict(TrainConfig())
@@ -58,6 +59,7 @@ def _explicit(ctx, names) -> dict:
               help="Share of --train held out for validation, seeded and stratified "
                    "(default 0.1 without --validation; 0 keeps the last epoch).")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @label_column_option
@@ -159,6 +161,7 @@ def train_command(ctx, config_file, progress, as_json, **_):
 @trained_model_option
 @click.option("--data", required=True, metavar="FILE", help="Labelled data: .csv, .tsv, .jsonl or .parquet.")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @label_column_option
@@ -171,12 +174,12 @@ def train_command(ctx, config_file, progress, as_json, **_):
 @device_option
 @backend_option
 @json_option
-def evaluate_command(model, data, columns, text_column, pair_column, label_column, strict,
-                     batch_size, max_length, plot, device, backend, as_json):
+def evaluate_command(model, data, columns, quoting, encoding, format, text_column, pair_column,
+                     label_column, strict, batch_size, max_length, plot, device, backend, as_json):
     """Accuracy, Matthews correlation, macro F1, per-class scores and the confusion matrix
     of a trained model on a labelled file.
 
-    Column flags default to the ones used in training.
+    Column flags, --quoting, --encoding and --format default to the ones used in training.
     """
     from ..classifier import Classifier
     from ..evaluate import format_report
@@ -190,7 +193,8 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
     clf = Classifier(model, device=device, max_length=max_length, backend=backend)
     metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
                            label_column=label_column, columns=columns, strict=bool(strict),
-                           batch_size=batch_size, plot=plot, progress=stderr_is_terminal())
+                           batch_size=batch_size, plot=plot, progress=stderr_is_terminal(),
+                           quoting=quoting, encoding=encoding, format=format)
     if metrics["n_skipped"]:
         warn(f"{metrics['n_skipped']} rows skipped ({_reasons(metrics['skipped'])}); --strict makes them an error.")
     if metrics["n_truncated"]:
@@ -220,6 +224,7 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
                    "existing file is refused unless --overwrite.")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @batch_size_option
@@ -228,8 +233,9 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 @device_option
 @backend_option
 @json_option
-def predict_command(model, text, pair, input_file, output_file, overwrite, columns, text_column,
-                    pair_column, batch_size, max_length, device, backend, as_json):
+def predict_command(model, text, pair, input_file, output_file, overwrite, columns, quoting,
+                    encoding, format, text_column, pair_column, batch_size, max_length, device,
+                    backend, as_json):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
     --input FILE into --output FILE with every class probability."""
     from ..classifier import Classifier
@@ -269,7 +275,8 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
         return
     summary = clf.predict_file(input_file, output_file, columns=columns, text_column=text_column,
                                pair_column=pair_column, batch_size=batch_size,
-                               progress=stderr_is_terminal(), overwrite=overwrite)
+                               progress=stderr_is_terminal(), overwrite=overwrite,
+                               quoting=quoting, encoding=encoding, format=format)
     if summary["n_skipped"]:
         warn(f"{summary['n_skipped']} rows had no text and got no prediction ({_reasons(summary['skipped'])}).")
     if summary["n_truncated"]:
