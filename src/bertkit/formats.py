@@ -316,8 +316,11 @@ def _iter_hf(path: str, chunk_size: int):
 
 
 def _class_name(value, classes):
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist") and not isinstance(value, (int, float)):
-        return "|".join(_class_name(v, classes) for v in list(value))
+    """ClassLabel id -> name; a list of ids (multi-label) -> names joined with "|"."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return "|".join(str(_class_name(v, classes)) for v in value)
     if value is None or not isinstance(value, int) or not 0 <= value < len(classes):
         return value  # -1 (no label) and missing values stay as they are
     return classes[value]
