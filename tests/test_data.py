@@ -193,12 +193,12 @@ def test_a_folder_is_not_a_file(tmp_path):
     (tmp_path / "d.csv").mkdir()
     # An empty folder (or one of CSV files) is no folder format: say it is a folder and
     # which layouts a folder can have.
-    with pytest.raises(DataError, match=r"'.*d.csv' is a folder whose layout is none bertkit "
-                                        r"reads\. A folder can be read as: class sub-folders.*"
+    with pytest.raises(DataError, match=r"'.*d.csv' is a folder, not a file\. A folder can be "
+                                        r"read as: class sub-folders.*"
                                         r"--format folder.*--format hf.*--format parquet"):
         read_table(tmp_path / "d.csv")
     (tmp_path / "d.csv" / "part1.csv").write_text("text\na\n")
-    with pytest.raises(DataError, match=r"is a folder whose layout"):
+    with pytest.raises(DataError, match=r"is a folder, not a file"):
         read_table(tmp_path / "d.csv")
     with pytest.raises(DataError, match=r"is a folder, but --format csv reads a file"):
         read_table(tmp_path / "d.csv", format="csv")

@@ -45,28 +45,34 @@ def test_folder_of_class_subfolders(tmp_path):
         for i, t in enumerate(texts):
             (tmp_path / label / f"{i}_7.txt").write_bytes(t.encode("utf-8"))
     (tmp_path / "urls_pos.txt").write_text("not a text\n")  # loose files beside classes: ignored
-    frame = read_table(tmp_path)
+    # Any folder with sub-folders looks like this; read as one only when asked.
+    with pytest.raises(DataError, match=r"is a folder, not a file\..*It holds sub-folders neg, "
+                                        r"pos; if they are the classes, pass --format folder\."):
+        read_table(tmp_path)
+    frame = read_table(tmp_path, format="folder")
     assert frame["label"].tolist() == ["neg", "pos", "pos"]
     assert frame["text"].tolist() == ["awful\nreally", "a lovely film", "superb"]
     assert frame["file"].tolist() == ["neg/0_7.txt", "pos/0_7.txt", "pos/1_7.txt"]
-    assert read_table(tmp_path, format="folder").equals(frame)
 
 
 def test_folder_of_files_per_class(tmp_path):
     # rt-polarity: one file per class, a text per line, latin-1, the extension is the label.
     (tmp_path / "rt-polarity.pos").write_bytes("a charming caf\xe9 film\nwarm\n".encode("latin-1"))
     (tmp_path / "rt-polarity.neg").write_bytes("flat\n".encode("latin-1"))
-    data = load_labelled(tmp_path, encoding="latin-1")
+    data = load_labelled(tmp_path, encoding="latin-1", format="folder")
     assert data.texts == ["flat", "a charming caf\xe9 film", "warm"]
     assert data.labels == ["neg", "pos", "pos"]
     with pytest.raises(DataError, match=r"rt-polarity.pos' is not valid UTF-8.*line 1 \(byte offset 14 "):
-        load_labelled(tmp_path)
+        load_labelled(tmp_path, format="folder")
     # Different names: the name without its extension is the label.
     other = tmp_path / "named"
     other.mkdir()
     (other / "sport.txt").write_text("goal\n")
     (other / "food.txt").write_text("bread\nsoup\n")
-    assert read_table(other)["label"].tolist() == ["food", "food", "sport"]
+    assert read_table(other, format="folder")["label"].tolist() == ["food", "food", "sport"]
+    (other / "extra.csv").write_text("text,label\na,b\n")
+    with pytest.raises(DataError, match=r"holds data tables \(extra.csv\)"):
+        read_table(other, format="folder")
 
 
 def _save_to_disk_folder(folder, columns: dict, features: dict, n_files: int = 1):
@@ -164,6 +170,6 @@ def test_input_folder_error_names_folder_formats(tmp_path):
     (tmp_path / "notes.csv").write_text("text\na\n")
     result = CliRunner().invoke(cli, ["embed", "--input", str(tmp_path)])
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: '{tmp_path}' is a folder whose layout is none")
+    assert result.stderr.startswith(f"Error: '{tmp_path}' is a folder, not a file. A folder can")
     assert "class sub-folders" in result.stderr and "--format hf" in result.stderr
     assert "does not exist" not in result.stderr

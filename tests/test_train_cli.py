@@ -224,9 +224,10 @@ def test_class_folder_trains_and_predicts(tiny_model_dir, tmp_path):
         for i in range(5):
             (data / label / f"{i}.txt").write_text(f"a {label} review number {i}\n")
     out = tmp_path / "folder-model"
-    result = run(*small_train(tiny_model_dir, data, out, "--val-split", "0"))
+    result = run(*small_train(tiny_model_dir, data, out, "--val-split", "0", "--format", "folder"))
     assert result.exit_code == 0, result.output
     assert f"read 10 rows of '{data}', using 10" in result.stderr
+    # predict reuses --format folder from training.
     preds = tmp_path / "p.jsonl"
     result = run("predict", "--model", out, "--input", data, "--output", preds, "--json")
     assert result.exit_code == 0, result.output

@@ -391,7 +391,9 @@ class Classifier:
         """``quoting``, ``encoding`` and ``format`` for reading ``data``: the ones given,
         else the training run's. The training format is reused only where it can apply: not
         for a folder (told by its layout) nor a file whose extension names another table
-        format (a model trained on fastText lines can evaluate a .csv)."""
+        format (a model trained on fastText lines can evaluate a .csv), nor a folder
+        format for a file or a file format for a folder."""
+        from .formats import FOLDER_FORMATS
         from .data import file_format
 
         trained = self.training_args.get("data", {})
@@ -402,8 +404,9 @@ class Classifier:
                 ext = file_format(path) if path and os.path.isfile(path) else None
             except DataError:
                 ext = None  # the extension says nothing: the training format applies
-            if path is None or os.path.isdir(path) or (ext not in (None, ".txt")
-                                                       and ext.lstrip(".") != out["format"]):
+            is_dir = path is not None and os.path.isdir(path)
+            if path is None or is_dir != (out["format"] in FOLDER_FORMATS) or (
+                    ext not in (None, ".txt") and ext.lstrip(".") != out["format"]):
                 out["format"] = None
         return out
 

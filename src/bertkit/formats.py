@@ -8,12 +8,13 @@ everything downstream is unchanged:
 
 * ``fasttext``: lines ``__label__pos __label__x some text``; several labels are joined
   with ``|`` (the multi-label convention), a line without one gets an empty label;
-* ``folder``: a folder of class sub-folders, each file one text (aclImdb's ``pos/`` and
+* ``folder`` (only when named: any folder with sub-folders would look like one): a
+  folder of class sub-folders, each file one text (aclImdb's ``pos/`` and
   ``neg/``), or a folder of one file per class, each line one text, the label being the
   file name, or its extension when every file shares one name (``rt-polarity.pos``,
   ``rt-polarity.neg``);
 * ``hf``: a Hugging Face dataset saved with ``Dataset.save_to_disk`` (Arrow files and
-  ``state.json``), read with pyarrow; ClassLabel ids become their names;
+  ``state.json``; recognised by them), read with pyarrow; ClassLabel ids become their names;
 * ``parquet`` given a folder (or a glob such as ``data/train-*.parquet``): its shards in
   name order.
 """
@@ -71,7 +72,11 @@ def parquet_shards(path: str) -> list[str]:
 
 
 def detect_folder(path: str) -> str | None:
-    """``"hf"``, ``"parquet"`` or ``"folder"`` for a folder laid out as one, else None."""
+    """``"hf"`` or ``"parquet"`` for a folder laid out as one, else None.
+
+    Decision: a folder of classes is read only when asked for (``format="folder"``): any
+    folder with sub-folders looks like one (a mistyped ``--input .`` would read a project's
+    files as texts), while save_to_disk's state.json and parquet files cannot be mistaken."""
     names = _visible(path)
     if "dataset_dict.json" in names:
         splits = [n for n in names if os.path.isdir(os.path.join(path, n))]
@@ -82,12 +87,6 @@ def detect_folder(path: str) -> str | None:
         return "hf"
     if any(n.endswith(".parquet") for n in names):
         return "parquet"
-    subdirs = [n for n in names if os.path.isdir(os.path.join(path, n))]
-    files = [n for n in names if os.path.isfile(os.path.join(path, n))]
-    if subdirs and any(_visible_files(os.path.join(path, d)) for d in subdirs):
-        return "folder"
-    if files and not any(f.lower().endswith(_TABLE_EXTS) for f in files):
-        return "folder"
     return None
 
 
@@ -115,8 +114,11 @@ def resolve_format(path: str, format: str | None = None, *, flag: str | None = N
     if os.path.isdir(path):
         found = detect_folder(path) if format is None else format
         if found is None:
-            raise DataError(f"'{path}'{where} is a folder whose layout is none bertkit reads. "
-                            f"{DIRECTORY_HELP}; or give one file.")
+            subdirs = [n for n in _visible(path) if os.path.isdir(os.path.join(path, n))]
+            held = (f" It holds sub-folders {', '.join(subdirs[:5])}{', ...' if len(subdirs) > 5 else ''}"
+                    "; if they are the classes, pass --format folder." if subdirs else "")
+            raise DataError(f"'{path}'{where} is a folder, not a file. {DIRECTORY_HELP}; or give "
+                            f"one file.{held}")
         if found not in FOLDER_FORMATS:
             raise DataError(f"'{path}'{where} is a folder, but --format {found} reads a file. "
                             f"{DIRECTORY_HELP}.")
@@ -230,6 +232,10 @@ def _class_files(path: str) -> list[tuple[str, str]]:
     files = _visible_files(path)
     if not files:
         raise DataError(f"'{path}' holds no files. {DIRECTORY_HELP}.")
+    tables = [f for f in files if f.lower().endswith(_TABLE_EXTS)]
+    if tables:  # data tables are not lists of texts: reading their lines would mangle them
+        raise DataError(f"'{path}' holds data tables ({', '.join(tables[:3])}); --format folder "
+                        "reads text files of one class each. Give a table file itself instead.")
     stems = {os.path.splitext(f)[0] for f in files}
     if len(stems) == 1 and len(files) > 1:
         return [(os.path.splitext(f)[1].lstrip("."), f) for f in files]

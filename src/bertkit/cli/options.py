@@ -45,8 +45,8 @@ format_option = click.option(
     "--format", "format", type=click.Choice(FORMAT_NAMES), default=None,
     help="Input format when the extension says nothing (e.g. train_5500.label): csv, tsv, "
          "jsonl, parquet, txt; fasttext ('__label__pos text' lines); folder (class "
-         "sub-folders, or one file per class); hf (Dataset.save_to_disk folder). Folders are "
-         "recognised without it.")
+         "sub-folders, or one file per class); hf (Dataset.save_to_disk folder). A save_to_disk "
+         "folder and a folder of parquet shards are recognised without it.")
 
 
 def read_options(f):
