@@ -3,7 +3,6 @@ Face ``save_to_disk`` folders, parquet shards) and ``format`` for odd extensions
 as the same ``text``/``label`` chunks that every command consumes."""
 
 import json
-import os
 
 import pytest
 

@@ -64,7 +64,7 @@ def parquet_shards(path: str) -> list[str]:
     splits = {m.group(1) for f in files
               if (m := re.match(r"(.+?)-\d+-of-\d+\.parquet$", os.path.basename(f)))}
     if len(splits) > 1:
-        one = sorted(splits)[0]
+        one = min(splits)
         raise DataError(
             f"'{path}' holds parquet shards of several splits ({', '.join(sorted(splits))}); "
             f"name one with a glob, e.g. '{os.path.join(path, one)}-*.parquet'.")
