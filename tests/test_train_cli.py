@@ -249,3 +249,16 @@ def test_encoding_flag_and_utf8_error_on_the_command_line(tiny_model_dir, tmp_pa
                  "--encoding", "latin-1")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["text"] for line in open(tmp_path / "v.jsonl")] == ["caf\xe9", "na\xefve"]
+
+
+def test_trained_encoding_is_reused_and_said(tiny_model_dir, tmp_path):
+    f = tmp_path / "latin.csv"
+    f.write_bytes(("text,label\n" + "".join(f"caf\xe9 {i},{'ab'[i % 2]}\n" for i in range(6)))
+                  .encode("latin-1"))
+    out = tmp_path / "m"
+    result = run(*small_train(tiny_model_dir, f, out, "--encoding", "latin-1", "--val-split", "0"))
+    assert result.exit_code == 0, result.output
+    result = run("evaluate", "--model", out, "--data", f, "--json")
+    assert result.exit_code == 0, result.output
+    assert "Note: reading with --encoding latin-1, as in training" in result.stderr
+    assert json.loads(result.stdout)["n"] == 6

@@ -191,6 +191,7 @@ def evaluate_command(model, data, columns, quoting, encoding, format, text_colum
 
         check_writable(plot, "--plot", kind="file")  # before the work, not after it
     clf = Classifier(model, device=device, max_length=max_length, backend=backend)
+    _note_trained_encoding(clf, encoding)
     metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
                            label_column=label_column, columns=columns, strict=bool(strict),
                            batch_size=batch_size, plot=plot, progress=stderr_is_terminal(),
@@ -273,6 +274,7 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
         for name, p in ranked:
             click.echo(f"  {name:<{width}}  {p:.4f}", err=False)
         return
+    _note_trained_encoding(clf, encoding)
     summary = clf.predict_file(input_file, output_file, columns=columns, text_column=text_column,
                                pair_column=pair_column, batch_size=batch_size,
                                progress=stderr_is_terminal(), overwrite=overwrite,
@@ -287,6 +289,15 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
     click.echo(f"wrote {summary['n_predicted']} predictions to {summary['output']}")
     for name, count in summary["counts"].items():
         click.echo(f"  {name:<12} {count}")
+
+
+def _note_trained_encoding(clf, encoding) -> None:
+    """Say so when the training run's --encoding is reused: a wrong one-byte encoding
+    decodes anything, so the user should see which one is in force."""
+    trained = clf.training_args.get("data", {}).get("encoding")
+    if encoding is None and trained:
+        click.echo(f"Note: reading with --encoding {trained}, as in training; pass --encoding "
+                   "to change it.", err=True)
 
 
 def _reasons(skipped: dict) -> str:
