@@ -140,11 +140,17 @@ def test_parquet_shards_folder_and_glob(tmp_path):
 
 
 def test_format_names_an_odd_extension(tmp_path):
-    f = tmp_path / "train_5500.label"
-    f.write_text("text\tlabel\nHow far is it ?\tNUM\n")
+    f = tmp_path / "train_5500.label"  # TREC: the first word is the label
+    f.write_text("NUM:dist How far is it from Denver to Aspen ?\nDESC:manner How did serfdom "
+                 "develop in and then leave Russia ?\n")
     with pytest.raises(DataError, match=r"Cannot tell the format of '.*train_5500.label'.*--format"):
         read_table(f)
-    assert read_table(f, format="tsv")["label"].tolist() == ["NUM"]
+    data = load_labelled(f, format="label-first")
+    assert data.labels == ["NUM:dist", "DESC:manner"]
+    assert data.texts[1] == "How did serfdom develop in and then leave Russia ?"
+    g = tmp_path / "table.label"
+    g.write_text("text\tlabel\nHow far is it ?\tNUM\n")
+    assert read_table(g, format="tsv")["label"].tolist() == ["NUM"]
     g = tmp_path / "rt-polarity.neg"
     g.write_text('a "flat film\nboring\n')
     assert [c.texts for c in read_texts(g, format="txt")] == [['a "flat film', "boring"]]

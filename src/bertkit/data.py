@@ -47,7 +47,7 @@ def file_format(path) -> str:
             return ".jsonl" if ext == ".json" else ext
     raise DataError(
         f"Cannot tell the format of '{path}' from its extension; name it with --format "
-        "(csv, tsv, jsonl, parquet, txt or fasttext), or use one of "
+        "(csv, tsv, jsonl, parquet, txt, fasttext or label-first), or use one of "
         f"{', '.join(FORMATS)} as its extension.")
 
 

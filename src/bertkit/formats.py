@@ -8,6 +8,8 @@ everything downstream is unchanged:
 
 * ``fasttext``: lines ``__label__pos __label__x some text``; several labels are joined
   with ``|`` (the multi-label convention), a line without one gets an empty label;
+* ``label-first``: lines ``LABEL some text``, the first word the label (TREC's
+  ``train_5500.label``: ``DESC:manner How did serfdom develop ?``);
 * ``folder`` (only when named: any folder with sub-folders would look like one): a
   folder of class sub-folders, each file one text (aclImdb's ``pos/`` and
   ``neg/``), or a folder of one file per class, each line one text, the label being the
@@ -31,7 +33,7 @@ from pathlib import Path
 from .errors import DataError
 
 #: The names ``format`` (``--format``) accepts.
-FORMAT_NAMES = ("csv", "tsv", "jsonl", "parquet", "txt", "fasttext", "folder", "hf")
+FORMAT_NAMES = ("csv", "tsv", "jsonl", "parquet", "txt", "fasttext", "label-first", "folder", "hf")
 #: Formats that are read from a folder.
 FOLDER_FORMATS = ("folder", "hf", "parquet")
 #: Table files: never read line by line as a folder of classes.
@@ -126,8 +128,8 @@ def resolve_format(path: str, format: str | None = None, *, flag: str | None = N
     check_input_file(path, flag)
     if format in ("folder", "hf"):
         raise DataError(f"--format {format} reads a folder, but '{path}' is a file.")
-    if format == "fasttext":
-        return "fasttext"
+    if format in ("fasttext", "label-first"):
+        return format
     if format is not None:
         return "." + format
     return file_format(path)
@@ -224,6 +226,12 @@ def parse_fasttext(line: str) -> tuple[str, str]:
         labels.append(word[len(LABEL_PREFIX):])
         rest = rest.lstrip()
     return rest, "|".join(labels)
+
+
+def _label_first(line: str) -> tuple[str, str]:
+    """``"DESC:manner How did it go ?"`` -> ``("How did it go ?", "DESC:manner")``."""
+    label, _, text = line.strip().partition(" ")
+    return text.strip(), label
 
 
 def _class_files(path: str) -> list[tuple[str, str]]:
@@ -372,6 +380,9 @@ def iter_special(path: str, fmt: str, chunk_size: int, encoding: str):
     """Frames of a fasttext file, a folder, a save_to_disk dataset or parquet shards."""
     if fmt == "fasttext":
         records = (parse_fasttext(line) for line in _iter_lines(path, encoding))
+        return _frames(records, chunk_size, ("text", "label"))
+    if fmt == "label-first":
+        records = (_label_first(line) for line in _iter_lines(path, encoding))
         return _frames(records, chunk_size, ("text", "label"))
     if fmt == "folder":
         return _iter_folder(path, chunk_size, encoding)

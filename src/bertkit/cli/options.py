@@ -33,7 +33,7 @@ skip_empty_option = click.option(
 #: bertkit.data.QUOTING and bertkit.formats.FORMAT_NAMES, spelled out so that --help does not
 #: import the library (a test checks that they agree).
 QUOTINGS = ("none", "csv")
-FORMAT_NAMES = ("csv", "tsv", "jsonl", "parquet", "txt", "fasttext", "folder", "hf")
+FORMAT_NAMES = ("csv", "tsv", "jsonl", "parquet", "txt", "fasttext", "label-first", "folder", "hf")
 quoting_option = click.option(
     "--quoting", type=click.Choice(QUOTINGS), default=None,
     help="How '\"' is read in .csv/.tsv: none (quotes are text, one line is one row; default "
@@ -44,7 +44,8 @@ encoding_option = click.option(
 format_option = click.option(
     "--format", "format", type=click.Choice(FORMAT_NAMES), default=None,
     help="Input format when the extension says nothing (e.g. train_5500.label): csv, tsv, "
-         "jsonl, parquet, txt; fasttext ('__label__pos text' lines); folder (class "
+         "jsonl, parquet, txt; fasttext ('__label__pos text' lines); label-first ('LABEL text' "
+         "lines, as TREC's); folder (class "
          "sub-folders, or one file per class); hf (Dataset.save_to_disk folder). A save_to_disk "
          "folder and a folder of parquet shards are recognised without it.")
 
