@@ -83,10 +83,46 @@ def test_non_utf8_is_clear(tmp_path):
         read_table(f)
 
 
+@pytest.mark.parametrize("name", ["bad.csv", "bad.tsv", "bad.txt", "bad.jsonl"])
+def test_decode_error_names_line_byte_offset_and_flag(tmp_path, name):
+    # A bad byte far into the file (past pandas' first read block would be): the error
+    # points at its line and its offset in the file, and names --encoding.
+    f = tmp_path / name
+    good = "text\n" if not name.endswith(".jsonl") else ""
+    line = '{"text": "ok"}\n' if name.endswith(".jsonl") else "ok\n"
+    head = (good + line * 3000).encode("utf-8")
+    bad = '{"text": "caf\xe9"}\n' if name.endswith(".jsonl") else "caf\xe9\n"
+    f.write_bytes(head + bad.encode("latin-1") + line.encode())
+    n_line = head.count(b"\n") + 1
+    offset = len(head) + bad.encode("latin-1").index(b"\xe9")
+    with pytest.raises(DataError, match=rf"not valid UTF-8 \(--encoding utf-8\): byte b'\\xe9' "
+                                        rf"on line {n_line} \(byte offset {offset} of the file\);"
+                                        r" pass its encoding with --encoding"):
+        read_table(f)
+
+
+def test_latin1_file_with_encoding(tmp_path):
+    f = tmp_path / "latin1.tsv"
+    f.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\nna\xefve \"x\t0\n".encode("latin-1"))
+    frame = read_table(f, encoding="latin-1")
+    assert frame["sentence"].tolist() == ["caf\xe9 cr\xe8me", 'na\xefve "x']
+    g = tmp_path / "cp.txt"
+    g.write_bytes("\u201cquoted\u201d \u2013 dash\n".encode("cp1252"))
+    assert read_table(g, encoding="cp1252")["text"].tolist() == ["\u201cquoted\u201d \u2013 dash"]
+    with pytest.raises(DataError, match=r"Unknown encoding 'klingon' \(--encoding\)"):
+        read_table(g, encoding="klingon")
+
+
+def test_utf8_bom_is_not_text_in_txt(tmp_path):
+    f = tmp_path / "bom.txt"
+    f.write_bytes("\ufefffirst\nsecond\n".encode("utf-8"))
+    assert read_table(f)["text"].tolist() == ["first", "second"]
+
+
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_table(tmp_path / "nope.csv")
-    with pytest.raises(DataError, match="Cannot tell the format"):
+    with pytest.raises(DataError, match="Cannot tell the format.*--format"):
         file_format("data.xlsx")
 
 
@@ -155,8 +191,17 @@ def test_gzipped_text_formats_are_decompressed(tmp_path):
 
 def test_a_folder_is_not_a_file(tmp_path):
     (tmp_path / "d.csv").mkdir()
-    with pytest.raises(DataError, match=r"'.*d.csv' is a folder; give a file\."):
+    # An empty folder (or one of CSV files) is no folder format: say it is a folder and
+    # which layouts a folder can have.
+    with pytest.raises(DataError, match=r"'.*d.csv' is a folder, not a file\. A folder can be "
+                                        r"read as: class sub-folders.*"
+                                        r"--format folder.*--format hf.*--format parquet"):
         read_table(tmp_path / "d.csv")
+    (tmp_path / "d.csv" / "part1.csv").write_text("text\na\n")
+    with pytest.raises(DataError, match=r"is a folder, not a file"):
+        read_table(tmp_path / "d.csv")
+    with pytest.raises(DataError, match=r"is a folder, but --format csv reads a file"):
+        read_table(tmp_path / "d.csv", format="csv")
 
 
 def test_text_kind_policy():

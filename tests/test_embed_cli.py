@@ -377,7 +377,8 @@ def test_gzipped_input_folder_input_and_layer_slices(run, tiny, tmp_path):
     _ok(run("-i", src, "-o", tmp_path / "o.npy"))
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), tiny.encode(TEXTS), rtol=1e-4, atol=1e-6)
     (tmp_path / "dir.txt").mkdir()
-    _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder; give a file\.")
+    _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder, not a file\. A folder "
+                                            r"can be read as: ")
     # the tiny model has 3 hidden states: -4: used to be clamped to "all" silently
     _error(run("a", "--layers", "-4:"), r"--layers must .* 3 hidden states.*out of range")
 

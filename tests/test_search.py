@@ -228,3 +228,23 @@ def test_embeddings_npy_or_damaged_header_is_one_clear_error(index, tiny_encoder
         SearchIndex.load(old)
     rebuilt, status = open_index(corpus, encoder=tiny_encoder, index_path=old, rebuild=True)
     assert status.action == "rebuilt" and SearchIndex.load(old).texts == CORPUS
+
+
+def test_corpus_read_settings_and_folder_corpus(tiny_encoder, tmp_path):
+    # A latin-1 corpus is read with encoding=..., and reading it another way rebuilds the
+    # index (the texts differ); a folder of one file per class is a corpus too.
+    corpus = tmp_path / "latin.txt"
+    corpus.write_bytes("caf\xe9 au lait\nthe river bank\n".encode("latin-1"))
+    idx = tmp_path / "i.npz"
+    index, status = open_index(corpus, encoder=tiny_encoder, index_path=idx, encoding="latin-1")
+    assert status.action == "built" and index.texts[0] == "caf\xe9 au lait"
+    _, status = open_index(corpus, encoder=tiny_encoder, index_path=idx, encoding="latin-1")
+    assert status.action == "reused"
+    index, status = open_index(corpus, encoder=tiny_encoder, index_path=idx, encoding="cp1252")
+    assert status.action == "rebuilt" and "--encoding" in status.reason
+    folder = tmp_path / "classes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one\ntwo\n")
+    (folder / "b.txt").write_text("three\n")
+    index, _ = open_index(folder, encoder=tiny_encoder, index_path=tmp_path / "f.npz", format="folder")
+    assert index.texts == ["one", "two", "three"]

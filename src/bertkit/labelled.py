@@ -110,7 +110,8 @@ def label_string(value) -> str | None:
 def load_labelled(data, *, text_column: str | None = None, pair_column: str | None = None,
                   label_column: str | None = "label", columns=None, strict: bool = False,
                   require_labels: bool = True, on_empty: str | None = None,
-                  quoting: str | None = None) -> LabelledSet:
+                  quoting: str | None = None, encoding: str | None = None,
+                  format: str | None = None) -> LabelledSet:
     """Read labelled (or, with ``require_labels=False``, possibly unlabelled) examples.
 
     Parameters
@@ -140,6 +141,11 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
     quoting : {"none", "csv"} or None, default=None
         How quotes are read in .csv/.tsv files (see :func:`bertkit.data.iter_table`; None:
         CSV quoting for .csv, none for .tsv).
+    encoding : str or None, default=None (utf-8)
+        The text encoding of the file (e.g. "latin-1").
+    format : str or None, default=None
+        The format when the extension says nothing (see :mod:`bertkit.formats`): e.g.
+        "fasttext" (labels in the lines), "folder" (labels from folder or file names).
 
     Raises
     ------
@@ -166,7 +172,8 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
             frame.columns = names
     else:
         source = os.fspath(data)
-        frame = read_table(source, columns=columns, quoting=quoting)
+        frame = read_table(source, columns=columns, quoting=quoting, encoding=encoding,
+                           format=format)
     if text_column is None:
         text_column = default_text_column(frame, source)
     has_labels = label_column is not None and label_column in frame.columns

@@ -10,8 +10,8 @@ import click
 from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
 from .options import (LAYER_AGGS, LEVELS, LONG_MODES, POOLINGS, SUBWORDS, backend_option,
                       batch_size_option, columns_option, device_option, exclude_special_option,
-                      input_option, max_length_option, model_option, skip_empty_option,
-                      text_column_option)
+                      input_option, max_length_option, model_option, read_options,
+                      skip_empty_option, text_column_option)
 
 
 @cli.command("embed")
@@ -19,6 +19,7 @@ from .options import (LAYER_AGGS, LEVELS, LONG_MODES, POOLINGS, SUBWORDS, backen
 @input_option("input_path", "Read texts from FILE: .txt (one a line), .csv/.tsv, .jsonl or .parquet.")
 @text_column_option
 @columns_option
+@read_options
 @click.option("--output", "-o", default=None, metavar="FILE",
               help="Write to FILE: .npy, .npz, .parquet or .jsonl (by extension) (default: JSON "
                    "on stdout, JSON lines for --input).")
@@ -57,7 +58,8 @@ from .options import (LAYER_AGGS, LEVELS, LONG_MODES, POOLINGS, SUBWORDS, backen
                    "unless --resume continues an interrupted run).")
 @skip_empty_option
 @runs_model
-def embed_command(texts, input_path, text_column, columns, output, model, device, backend, level,
+def embed_command(texts, input_path, text_column, columns, quoting, encoding, format, output,
+                  model, device, backend, level,
                   pooling, layers, layer_agg, subword, exclude_special, normalize, batch_size,
                   max_length, max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty):
     """Embed TEXT arguments or the rows of --input FILE.
@@ -77,8 +79,9 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
         raise InputError("Nothing to embed: give TEXT arguments or --input FILE (see bertkit embed --help).")
     if resume and not output:
         raise InputError("--resume needs --output: only a run that writes a file can be resumed.")
-    if (text_column or columns) and not input_path:
-        raise InputError("--text-column and --columns apply to --input files only.")
+    if (text_column or columns or quoting or encoding or format) and not input_path:
+        raise InputError("--text-column, --columns, --quoting, --encoding and --format apply to "
+                         "--input files only.")
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
                 max_tokens=max_tokens, long=long_mode)
@@ -92,7 +95,8 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
                              resume=resume, overwrite=overwrite,
                              on_empty="skip" if skip_empty else "error", chunk_size=chunk_size,
                              model=model, device=device, backend=backend, max_length=max_length,
-                             progress=stderr_is_terminal(), **opts)
+                             progress=stderr_is_terminal(), quoting=quoting, encoding=encoding,
+                             format=format, **opts)
     except EmbedInterrupted as e:  # say how to continue: the finished chunks are kept
         click.echo(f"Interrupted. {e.n_chunks} finished chunk(s) are kept in {e.partial_dir}/; "
                    "run the same command with --resume to continue.", err=True)

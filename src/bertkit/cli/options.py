@@ -93,3 +93,28 @@ def png_option(help: str = "Also draw it as a PNG heat-map at FILE.", aliases=()
     """``--png FILE``: where a command draws its picture."""
     return aliased("--png", "png", aliases=aliases, type=click.Path(dir_okay=False),
                    default=None, metavar="FILE", help=help, **kwargs)
+
+# How input files are read: one set of options on every command that reads a data file.
+#: bertkit.data.QUOTING and bertkit.formats.FORMAT_NAMES, spelled out so that --help does not
+#: import the library (a test checks that they agree).
+QUOTINGS = ("none", "csv")
+FORMAT_NAMES = ("csv", "tsv", "jsonl", "parquet", "txt", "fasttext", "label-first", "folder", "hf")
+quoting_option = click.option(
+    "--quoting", type=click.Choice(QUOTINGS), default=None,
+    help="How '\"' is read in .csv/.tsv: none (quotes are text, one line is one row; default "
+         "for .tsv, as GLUE files need) or csv (quoted fields; default for .csv).")
+encoding_option = click.option(
+    "--encoding", default=None, metavar="NAME",
+    help="Text encoding of the input file, e.g. latin-1 or cp1252 (default: utf-8).")
+format_option = click.option(
+    "--format", "format", type=click.Choice(FORMAT_NAMES), default=None,
+    help="Input format when the extension says nothing (e.g. train_5500.label): csv, tsv, "
+         "jsonl, parquet, txt; fasttext ('__label__pos text' lines); label-first ('LABEL text' "
+         "lines, as TREC's); folder (class "
+         "sub-folders, or one file per class); hf (Dataset.save_to_disk folder). A save_to_disk "
+         "folder and a folder of parquet shards are recognised without it.")
+
+
+def read_options(f):
+    """--quoting, --encoding and --format (how input files are read)."""
+    return quoting_option(encoding_option(format_option(f)))

@@ -10,7 +10,7 @@ import click
 from .app import cli, echo_json, runs_model, warn
 from .options import (LAYER_AGGS, LONG_MODES, POOLINGS, SUBWORDS, aliased, backend_option,
                       batch_size_option, columns_option, device_option, input_option, json_option,
-                      max_length_option, model_option, png_option, skip_empty_option,
+                      max_length_option, model_option, png_option, read_options, skip_empty_option,
                       text_column_option)
 
 _INPUT_HELP = ("Read the texts from FILE (.txt: one a line; .csv/.tsv/.jsonl/.parquet: see "
@@ -65,24 +65,25 @@ def _load_encoder(model, device, backend="torch", max_length=None):
     return Encoder(model, device=device, backend=backend, max_length=max_length)
 
 
-def _read_texts(input_file, text_column, columns, skip_empty=False) -> list:
+def _read_texts(input_file, text_column, columns, skip_empty=False, read=None) -> list:
     """The texts of --input FILE through the one reader (empty rows: an error unless
     --skip-empty, then left out with a note)."""
     from ..texts import load_texts
 
     got = load_texts(input_file, text_column=text_column, columns=columns,
-                     on_empty="skip" if skip_empty else "error")
+                     on_empty="skip" if skip_empty else "error", **(read or {}))
     if got.skipped:
         warn(got.scan.note())
     return got.texts
 
 
-def _gather_texts(texts, input_file, text_column, columns, skip_empty=False) -> list:
+def _gather_texts(texts, input_file, text_column, columns, skip_empty=False, read=None) -> list:
+    """TEXT arguments, then the texts of --input FILE; ``read``: quoting, encoding, format."""
     from ..errors import InputError
 
     texts = list(texts)
     if input_file:
-        texts += _read_texts(input_file, text_column, columns, skip_empty)
+        texts += _read_texts(input_file, text_column, columns, skip_empty, read)
     elif text_column or columns:
         raise InputError("--text-column and --columns apply to --input FILE; give --input too.")
     return texts
@@ -122,6 +123,7 @@ def similarity_group():
 @input_option("input_file", _INPUT_HELP)
 @text_column_option
 @columns_option
+@read_options
 @click.option("--layers", default="-4:", show_default=True, metavar="SPEC",
               help="Hidden states: -1 (last), -4: (last four), 0,3,6, all (0 = embeddings).")
 @click.option("--layer-agg", type=click.Choice(LAYER_AGGS), default="sum", show_default=True,
@@ -140,7 +142,8 @@ def similarity_group():
 @max_length_option
 @json_option
 @runs_model
-def words_command(texts, word, input_file, text_column, columns, layers, layer_agg, subword,
+def words_command(texts, word, input_file, text_column, columns, quoting, encoding, format,
+                  layers, layer_agg, subword,
                   case_sensitive, context, png, skip_empty, model, device, backend, max_length,
                   as_json):
     """Compare the contextual vectors of every occurrence of --word in TEXT(s).
@@ -156,7 +159,8 @@ def words_command(texts, word, input_file, text_column, columns, layers, layer_a
     from ..errors import InputError
     from ..similarity import word_similarity
 
-    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
+    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty,
+                          dict(quoting=quoting, encoding=encoding, format=format))
     if not texts:
         raise InputError("Give at least one TEXT (or --input FILE) to look for the word in.")
     encoder = _load_encoder(model, device, backend, max_length)
@@ -210,6 +214,7 @@ MAX_MATRIX_TEXTS = 2000
 @input_option("input_file", _INPUT_HELP)
 @text_column_option
 @columns_option
+@read_options
 @sentence_options
 @batch_size_option
 @max_length_option
@@ -220,7 +225,8 @@ MAX_MATRIX_TEXTS = 2000
 @backend_option
 @json_option
 @runs_model
-def sentences_command(texts, input_file, text_column, columns, pooling, layers, layer_agg,
+def sentences_command(texts, input_file, text_column, columns, quoting, encoding, format,
+                      pooling, layers, layer_agg,
                       exclude_special, long, batch_size, max_length, png, skip_empty, model, device,
                       backend, as_json):
     """Cosine similarity matrix of the sentence vectors of TEXTs (or of --input FILE).
@@ -233,7 +239,8 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
     from ..errors import InputError
     from ..similarity import sentence_similarity
 
-    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty)
+    texts = _gather_texts(texts, input_file, text_column, columns, skip_empty,
+                          dict(quoting=quoting, encoding=encoding, format=format))
     if len(texts) < 2:
         raise InputError(f"Give at least two TEXTs (or --input FILE) to compare; got {len(texts)}.")
     if len(texts) > MAX_MATRIX_TEXTS:
@@ -279,6 +286,7 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
               "--text-column).", required=True, aliases=("--corpus",))
 @text_column_option
 @columns_option
+@read_options
 @click.option("--query", "-q", "queries", required=True, multiple=True, metavar="TEXT",
               help="What to look for (repeat for several queries).")
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
@@ -299,8 +307,8 @@ def sentences_command(texts, input_file, text_column, columns, pooling, layers, 
 @backend_option
 @json_option
 @runs_model
-def search_command(corpus, text_column, columns, queries, k, index_path, rebuild, skip_empty,
-                   pooling, layers, layer_agg, exclude_special, long, batch_size, max_length, model,
+def search_command(corpus, text_column, columns, quoting, encoding, format, queries, k,
+                   index_path, rebuild, skip_empty, pooling, layers, layer_agg, exclude_special, long, batch_size, max_length, model,
                    device, backend, as_json):
     """Find the texts of --input FILE closest in meaning to each --query.
 
@@ -320,6 +328,7 @@ def search_command(corpus, text_column, columns, queries, k, index_path, rebuild
         index, status = open_index(
             corpus, encoder=encoder, index_path=index_path, text_column=text_column,
             columns=columns, rebuild=rebuild, skip_empty=skip_empty, batch_size=batch_size,
+            quoting=quoting, encoding=encoding, format=format,
             progress=stderr_is_terminal(), pooling=pooling, layers=layers,
             layer_agg=layer_agg, exclude_special=exclude_special, long=long)
     skipped = (index.corpus or {}).get("n_skipped", 0)  # > 0 only with --skip-empty

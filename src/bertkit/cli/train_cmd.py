@@ -11,7 +11,8 @@ from ..train_config import CLASS_WEIGHTS, METRIC_CHOICES, PRECISIONS
 
 from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
 from .options import (aliased, backend_option, batch_size_option, columns_option, device_option,
-                      input_option, json_option, model_option, png_option, text_column_option)
+                      input_option, json_option, model_option, png_option, read_options,
+                      text_column_option)
 
 # Defaults come from TrainConfig (train.py imports torch only when training runs).
 _D = dataclasses.asdict(TrainConfig())
@@ -52,6 +53,7 @@ def _explicit(ctx, names) -> dict:
               help="Share of --train held out for validation, seeded and stratified "
                    "(default: 0.1 without --validation; 0 keeps the last epoch).")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @label_column_option
@@ -158,6 +160,7 @@ def train_command(ctx, config_file, progress, as_json, **_):
 @input_option("data", "Labelled data: .csv, .tsv, .jsonl or .parquet.", required=True,
               aliases=("--data",))
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @label_column_option
@@ -172,12 +175,13 @@ def train_command(ctx, config_file, progress, as_json, **_):
 @backend_option
 @json_option
 @runs_model
-def evaluate_command(model, data, columns, text_column, pair_column, label_column, strict,
-                     batch_size, max_length, png, device, backend, as_json):
+def evaluate_command(model, data, columns, quoting, encoding, format, text_column, pair_column,
+                     label_column, strict, batch_size, max_length, png, device, backend, as_json):
     """Accuracy, Matthews correlation, macro F1, per-class scores and the confusion matrix
     of a trained model on a labelled file.
 
-    Column flags (--columns too, for a headerless file) default to the ones used in training.
+    Column flags (--columns too, for a headerless file), --quoting, --encoding and --format
+    default to the ones used in training.
 
     \b
     Example:
@@ -193,9 +197,11 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 
         check_writable(png, "--png", kind="file")  # before the work, not after it
     clf = Classifier(model, device=device, max_length=max_length, backend=backend)
+    _note_trained_encoding(clf, encoding)
     metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
                            label_column=label_column, columns=columns, strict=bool(strict),
-                           batch_size=batch_size, plot=png, progress=stderr_is_terminal())
+                           batch_size=batch_size, plot=png, progress=stderr_is_terminal(),
+                           quoting=quoting, encoding=encoding, format=format)
     if metrics["n_skipped"]:
         warn(f"{metrics['n_skipped']} rows skipped ({_reasons(metrics['skipped'])}); --strict makes them an error.")
     if metrics["n_truncated"]:
@@ -224,6 +230,7 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
                    "existing file is refused unless --overwrite.")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @batch_size_option
@@ -233,8 +240,9 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 @backend_option
 @json_option
 @runs_model
-def predict_command(model, text, pair, input_file, output_file, overwrite, columns, text_column,
-                    pair_column, batch_size, max_length, device, backend, as_json):
+def predict_command(model, text, pair, input_file, output_file, overwrite, columns, quoting,
+                    encoding, format, text_column, pair_column, batch_size, max_length, device,
+                    backend, as_json):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
     --input FILE into --output FILE with every class probability.
 
@@ -278,9 +286,11 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
         for name, p in ranked:
             click.echo(f"  {name:<{width}}  {p:.4f}", err=False)
         return
+    _note_trained_encoding(clf, encoding)
     summary = clf.predict_file(input_file, output_file, columns=columns, text_column=text_column,
                                pair_column=pair_column, batch_size=batch_size,
-                               progress=stderr_is_terminal(), overwrite=overwrite)
+                               progress=stderr_is_terminal(), overwrite=overwrite,
+                               quoting=quoting, encoding=encoding, format=format)
     if summary["n_skipped"]:
         warn(f"{summary['n_skipped']} rows had no text and got no prediction ({_reasons(summary['skipped'])}).")
     if summary["n_truncated"]:
@@ -291,6 +301,15 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
     click.echo(f"wrote {summary['n_predicted']} predictions to {summary['output']}")
     for name, count in summary["counts"].items():
         click.echo(f"  {name:<12} {count}")
+
+
+def _note_trained_encoding(clf, encoding) -> None:
+    """Say so when the training run's --encoding is reused: a wrong one-byte encoding
+    decodes anything, so the user should see which one is in force."""
+    trained = clf.training_args.get("data", {}).get("encoding")
+    if encoding is None and trained:
+        click.echo(f"Note: reading with --encoding {trained}, as in training; pass --encoding "
+                   "to change it.", err=True)
 
 
 def _reasons(skipped: dict) -> str:
