@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from bertkit.cli import cli
-from bertkit.cli.options import AliasedOption
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # Old spellings: still accepted for one release, never shown.
