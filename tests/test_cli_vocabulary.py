@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from bertkit.cli import cli
-from bertkit.cli.options import AliasedOption
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # Old spellings: still accepted for one release, never shown.
@@ -223,3 +222,25 @@ def test_an_old_spelling_says_its_new_name(tiny_model_dir):
     assert result.exit_code == 0, result.output
     assert "Warning: --no-special is now --exclude-special" in result.stderr
     assert '"exclude_special": true' in result.stdout
+
+
+@pytest.mark.parametrize("args", [["similarity", "sentences", "a cat", "a dog"],
+                                  ["search", "--input", "{corpus}", "-q", "cat"],
+                                  ["attention", "a cat", "--json"]])
+def test_bertkit_threads_is_honoured_by_model_commands(args, tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a cat\na dog\n", encoding="utf-8")
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path / "cache"))
+    args = [a.format(corpus=corpus) for a in args] + ["--model", tiny_model_dir]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = CliRunner().invoke(cli, args, env={"BERTKIT_THREADS": "1"})
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        bad = CliRunner().invoke(cli, args, env={"BERTKIT_THREADS": "many"})
+        assert bad.exit_code == 1 and bad.stderr.startswith("Error: BERTKIT_THREADS must be")
+    finally:
+        torch.set_num_threads(before)

@@ -172,6 +172,10 @@ def test_evaluate_reuses_the_training_columns(tiny_model_dir, tmp_path):
     result = run("evaluate", "--model", out, "--input", with_header, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 10
+    predictions = tmp_path / "p.csv"
+    result = run("predict", "--model", out, "--input", cola, "--output", predictions)
+    assert result.exit_code == 0, result.output
+    assert "wrote 10 predictions" in result.stdout
 
 
 # ---------------------------------------------------------------- data files as they are

@@ -375,6 +375,8 @@ class Classifier:
         from .predict import check_output_path, write_predictions
 
         check_output_path(output, overwrite=overwrite)
+        if columns is None:  # a headerless file like the training file: the same names
+            columns = _trained_columns(input, self.training_args.get("data", {}).get("columns"))
         frame = read_table(input, columns=columns,
                            **self.read_settings(input, quoting=quoting, encoding=encoding, format=format))
         data_set = self.load_data(frame, text_column=text_column, pair_column=pair_column,
