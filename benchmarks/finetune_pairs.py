@@ -177,7 +177,7 @@ def peer_worker(train: Path, test: Path, seed: int, threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, learning_rate=5e-5, per_device_train_batch_size=32, per_device_eval_batch_size=128,
-            num_train_epochs=3, warmup_ratio=0.1, weight_decay=0.0, lr_scheduler_type="linear", seed=seed,
+            num_train_epochs=3, warmup_steps=0.1, weight_decay=0.0, lr_scheduler_type="linear", seed=seed,
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
             use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0,
             train_sampling_strategy="group_by_length")

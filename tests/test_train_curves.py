@@ -115,8 +115,11 @@ def test_resume_with_eval_and_log_steps_matches_uninterrupted(tiny_model_dir, tm
         train_tiny(tiny_model_dir, out, on_step=kill, **kw)
     resumed = train_tiny(tiny_model_dir, out, resume=True, **kw)
     assert read_steps(out) == read_steps(tmp_path / "whole")
-    for key in ("best_step", "best_epoch", "metrics", "history"):
+    for key in ("best_step", "best_epoch", "metrics"):
         assert resumed.training_result[key] == whole.training_result[key]
+    numbers = lambda r: [{k: v for k, v in row.items() if "time" not in k and k != "examples_per_s"}  # noqa: E731
+                         for row in r.training_result["history"]]
+    assert numbers(resumed) == numbers(whole)
 
 
 # ---------------------------------------------------------------------------- learning rate
@@ -196,3 +199,24 @@ def test_refit_is_the_default_for_small_held_out_splits(tiny_model_dir, tmp_path
     assert "refit" not in single.training_result and single.training_result["metrics"]["n"] == 9
     with pytest.raises(InputError, match="--refit needs"):
         train_tiny(tiny_model_dir, tmp_path / "x", refit=True, validation=TOPICS)
+
+
+def test_refit_resumes_in_pass_two(tiny_model_dir, tmp_path):
+    kw = dict(refit=None, epochs=2, save_steps=2)
+    whole = train_tiny(tiny_model_dir, tmp_path / "whole", **kw)
+    calls = {"n": 0}
+
+    def kill(state):
+        calls["n"] += 1
+        if calls["n"] == 22 + 5:  # pass 1: 2 epochs of 11 steps; then step 5 of pass 2
+            raise KeyboardInterrupt
+
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(tiny_model_dir, out, on_step=kill, **kw)
+    assert (out / "selection" / "metrics.json").is_file() and not (out / "metrics.json").exists()
+    resumed = train_tiny(tiny_model_dir, out, resume=True, **kw)
+    strip = lambda r: [{k: v for k, v in row.items() if "time" not in k and k != "examples_per_s"}  # noqa: E731
+                       for row in r.training_result["history"]]
+    assert strip(resumed) == strip(whole) and resumed.training_result["metrics"] == whole.training_result["metrics"]
+    assert resumed.predict_proba(["the sun"]).tolist() == whole.predict_proba(["the sun"]).tolist()

@@ -287,7 +287,7 @@ def _load_model(run: _Run) -> None:
 def _first_line(run: _Run, n_train: int, n_val: int) -> str:
     """The run's first log line: model, width, learning rate (and where it came from)."""
     c, mc = run.config, run.model.config
-    name = Path(run.resolved).name if run.resolved else str(c.model)
+    name = str(c.model) if c.model else "the bundled all-MiniLM-L6-v2"
     val = f" / {n_val:,} validation" if n_val else ""
     return (f"Training {name} ({getattr(mc, 'num_hidden_layers', '?')} layers, {model_width(mc)} wide) "
             f"on {n_train:,} training{val} examples: lr {c.lr:g} ({run.lr_source}), {c.epochs} epochs, "
