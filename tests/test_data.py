@@ -21,12 +21,41 @@ def test_headerless_tsv_with_columns(tmp_path):
     assert frame["mark"].tolist() == ["", "*"]
 
 
-def test_quoted_tsv_fields(tmp_path):
+def test_quoted_tsv_fields_with_quoting_csv(tmp_path):
     f = tmp_path / "snli.tsv"
     f.write_text('premise\thypothesis\tlabel\n"A man says ""hi"" loudly."\tA man talks.\t0\n')
-    frame = read_table(f)
+    frame = read_table(f, quoting="csv")
     assert frame.loc[0, "premise"] == 'A man says "hi" loudly.'
     assert frame.loc[0, "label"] == "0"
+    # By default a .tsv is read as written: the quotes are part of the text.
+    assert read_table(f).loc[0, "premise"] == '"A man says ""hi"" loudly."'
+
+
+def test_tsv_quotes_inside_texts_keep_every_row(tmp_path):
+    # A text that opens with a quote and another that holds one: with CSV quoting the quote
+    # would swallow the rows between (4 rows read as 2); the TSV default keeps all four.
+    f = tmp_path / "merge.tsv"
+    f.write_text('sentence\tlabel\n"quoted start and more\t1\nsecond row\t0\n'
+                 'third " row\t1\nfourth\t0\n')
+    frame = read_table(f)
+    assert frame["sentence"].tolist() == ['"quoted start and more', "second row", 'third " row',
+                                          "fourth"]
+    assert frame["label"].tolist() == ["1", "0", "1", "0"]
+    with pytest.raises(DataError, match=r"4 data lines but quoting joined them into 2 rows.*"
+                                        r"--quoting none"):
+        read_table(f, quoting="csv")
+
+
+def test_glue_tsv_with_bom_and_quotes(tmp_path):
+    # MRPC as distributed: a UTF-8 BOM before the header, unbalanced quotes inside texts.
+    f = tmp_path / "mrpc.tsv"
+    f.write_bytes('\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n'
+                  '1\t1\t2\tHe said "no.\tShe said "yes" twice.\n'
+                  '0\t3\t4\t"Quoted" start\tplain\n'.encode("utf-8"))
+    frame = read_table(f)
+    assert frame.columns.tolist() == ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+    assert frame["#1 String"].tolist() == ['He said "no.', '"Quoted" start']
+    assert frame["#2 String"].tolist() == ['She said "yes" twice.', "plain"]
 
 
 def test_jsonl_and_parquet(tmp_path):

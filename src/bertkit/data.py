@@ -62,19 +62,29 @@ def parse_columns(columns: str | Sequence[str] | None) -> list[str] | None:
     return columns
 
 
-def iter_table(path, *, columns=None, chunk_size: int = 10_000) -> Iterator["pandas.DataFrame"]:
+QUOTING = ("none", "csv")
+
+
+def iter_table(path, *, columns=None, chunk_size: int = 10_000,
+               quoting: str | None = None) -> Iterator["pandas.DataFrame"]:
     """Yield ``path`` as pandas DataFrames of at most ``chunk_size`` rows.
 
     Parameters
     ----------
     path : str or PathLike
         A .txt (one text a line, column ``text``), .csv/.tsv (header row unless ``columns``
-        is given; CSV quoting understood), .jsonl or .parquet file. Text formats may be
-        gzipped (``.txt.gz``, ``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``).
+        is given), .jsonl or .parquet file. Text formats may be gzipped (``.txt.gz``,
+        ``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``).
     columns : str or list of str or None, default=None
         Column names for a headerless .csv/.tsv (e.g. ``"source,label,mark,sentence"``), or
         new names for the columns of any other format. There must be exactly one name per
         field: a shorter list would silently shift the columns.
+    quoting : {"none", "csv"} or None, default=None
+        How ``"`` is read in .csv/.tsv files. ``"csv"``: a field may be quoted (and then hold
+        tabs, commas or line breaks); ``"none"``: quotes are ordinary characters and every
+        line is one row. None means ``"csv"`` for .csv and ``"none"`` for .tsv, the TSV
+        convention (GLUE's files hold unbalanced quotes inside texts). A .tsv read with
+        ``"csv"`` is checked line against row: quotes that join lines raise an error.
     chunk_size : int, default=10000
         Rows per yielded frame.
 
@@ -93,7 +103,8 @@ def iter_table(path, *, columns=None, chunk_size: int = 10_000) -> Iterator["pan
         if fmt == ".txt":
             frames = _iter_txt(path, chunk_size)
         elif fmt in (".csv", ".tsv"):
-            frames = _iter_delimited(path, fmt, names is not None, chunk_size)
+            frames = _iter_delimited(path, fmt, names is not None, chunk_size,
+                                     _resolve_quoting(quoting, fmt))
         elif fmt == ".jsonl":
             frames = pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False,
                                   encoding="utf-8")
@@ -129,17 +140,32 @@ def check_input_file(path, flag: str | None = None) -> None:
         raise DataError(f"File '{path}'{where} does not exist; check the path.")
 
 
-def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int):
+def _resolve_quoting(quoting: str | None, fmt: str) -> str:
+    if quoting is None:
+        return "none" if fmt == ".tsv" else "csv"
+    if quoting not in QUOTING:
+        raise DataError(f"quoting must be one of {', '.join(QUOTING)}, got {quoting!r}.")
+    return quoting
+
+
+def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int, quoting: str):
     """CSV/TSV chunks. Headerless files get integer column names (renamed by the caller)."""
     import pandas as pd
 
     reader = pd.read_csv(
         path, sep="\t" if fmt == ".tsv" else ",", header=None if headerless else 0,
-        dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_MINIMAL,
+        dtype=str, keep_default_na=False, na_filter=False,
+        quoting=csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL,
         chunksize=chunk_size, encoding="utf-8", encoding_errors="strict", engine="c",
         compression="infer",
     )
+    # A quoted TSV may hide merged rows: quotes that open in one line and close lines later
+    # swallow the rows between. Compare rows read with physical lines so that can't pass.
+    expected = _count_lines(path) - (0 if headerless else 1) if (
+        fmt == ".tsv" and quoting == "csv") else None
+    n_rows = 0
     for chunk in reader:
+        n_rows += len(chunk)
         # Rows with more fields than the header: pandas would silently turn the extra leading
         # fields into the index and shift every column; refuse instead.
         if not isinstance(chunk.index, pd.RangeIndex):
@@ -149,6 +175,18 @@ def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int):
                 f"{len(chunk.columns)} columns; fix the header, or pass --columns with one name "
                 "per field for a headerless file.")
         yield chunk
+    if expected is not None and n_rows != expected:
+        raise DataError(
+            f"'{path}' has {expected} data lines but quoting joined them into {n_rows} rows: "
+            "quote characters span lines. If quotes are part of the texts, read it with "
+            "quoting 'none' (--quoting none, the default for .tsv).")
+
+
+def _count_lines(path: str) -> int:
+    """Non-blank lines of a (possibly gzipped) file: pandas skips blank lines too."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def _iter_parquet(path: str, chunk_size: int):
@@ -183,11 +221,11 @@ def _iter_txt(path: str, chunk_size: int):
             yield pd.DataFrame({"text": rows})
 
 
-def read_table(path, *, columns=None) -> "pandas.DataFrame":
+def read_table(path, *, columns=None, quoting: str | None = None) -> "pandas.DataFrame":
     """Read the whole of ``path`` into one DataFrame (see :func:`iter_table`)."""
     import pandas as pd
 
-    chunks = list(iter_table(path, columns=columns))
+    chunks = list(iter_table(path, columns=columns, quoting=quoting))
     if not chunks:
         raise DataError(f"'{path}' has no rows.")
     return pd.concat(chunks, ignore_index=True)

@@ -109,7 +109,8 @@ def label_string(value) -> str | None:
 
 def load_labelled(data, *, text_column: str | None = None, pair_column: str | None = None,
                   label_column: str | None = "label", columns=None, strict: bool = False,
-                  require_labels: bool = True, on_empty: str | None = None) -> LabelledSet:
+                  require_labels: bool = True, on_empty: str | None = None,
+                  quoting: str | None = None) -> LabelledSet:
     """Read labelled (or, with ``require_labels=False``, possibly unlabelled) examples.
 
     Parameters
@@ -136,6 +137,9 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
         "skip" leaves them out and counts them in ``skipped`` even with ``strict``. None
         keeps train's own rule: skipped and counted, or with ``strict`` an error at the
         first one. Missing labels always follow ``strict``.
+    quoting : {"none", "csv"} or None, default=None
+        How quotes are read in .csv/.tsv files (see :func:`bertkit.data.iter_table`; None:
+        CSV quoting for .csv, none for .tsv).
 
     Raises
     ------
@@ -162,7 +166,7 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
             frame.columns = names
     else:
         source = os.fspath(data)
-        frame = read_table(source, columns=columns)
+        frame = read_table(source, columns=columns, quoting=quoting)
     if text_column is None:
         text_column = default_text_column(frame, source)
     has_labels = label_column is not None and label_column in frame.columns
