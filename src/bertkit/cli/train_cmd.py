@@ -127,7 +127,9 @@ def train_command(ctx, config_file, progress, as_json, lr_find, **_):
 
     DIR gets a model loadable by bertkit and by transformers'
     AutoModelForSequenceClassification, the training arguments, metrics.json, stats.csv,
-    learning_curves.png and confusion_matrix.png (validation).
+    steps.csv (loss and learning rate every --log-steps steps), learning_curves.png and
+    confusion_matrix.png (validation). With --lr-find it only runs a learning-rate range
+    test and writes lr_find.png.
 
     \b
     Example (CoLA, headerless TSV):
