@@ -255,13 +255,13 @@ def main(argv=None) -> None:
             train, test = write_csv(train_rows, tmp / f"{task}-train.csv"), write_csv(test_rows, tmp / f"{task}-test.csv")
             for seed in [int(s) for s in args.seeds.split(",")]:
                 for system in systems:  # interleaved: each seed runs every system in turn
-                    t0 = time.time()
+                    t0, load = time.time(), os.getloadavg()[0]
                     if system == "peer":
                         r = run_peer(train, test, seed, args.threads)
                     else:
                         flags = {"bertkit": "", "bertkit-old": OLD_DEFAULTS}.get(system, extra.get(system, ""))
                         r = run_bertkit(train, test, seed, flags, args.threads, tmp)
-                    r.update(cpu=cpu_model(), threads=args.threads, load_avg_start=os.getloadavg()[0],
+                    r.update(cpu=cpu_model(), threads=args.threads, load_avg_start=load,
                              n_train=len(train_rows), n_test=len(test_rows), date=time.strftime("%Y-%m-%d %H:%M"))
                     save_run(task, system, seed, r)
                     print(f"{task:<9} {system:<12} seed {seed}  accuracy {r['test']['accuracy']:.4f}  "
