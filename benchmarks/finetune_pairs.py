@@ -23,7 +23,7 @@ Each run is its own process (CLI or worker), so its peak RSS (``ru_maxrss`` from
 ``wait4``) is its own. The TSVs contain quote characters, so they are read with a TAB
 reader and no quoting and written as properly quoted CSV for both tools.
 
-    python benchmarks/finetune_pairs.py --seeds 1,2,3 --threads 2        # ~1.5 h on 2 busy cores
+    python benchmarks/finetune_pairs.py --seeds 1,2,3 --threads 2        # about 1 h on an idle 2-core CPU
     python benchmarks/finetune_pairs.py --tasks snli3k --systems peer --seeds 1
     python benchmarks/finetune_pairs.py --table
 """
