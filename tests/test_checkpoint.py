@@ -37,7 +37,7 @@ def payload_bytes(marker) -> bytes:
 
 
 def train_tiny(model, out, **kw):
-    settings = dict(model=model, epochs=2, batch_size=8, lr=5e-4, precision="fp32",
+    settings = dict(model=model, epochs=2, batch_size=8, lr=5e-4, precision="fp32", refit=False,
                     device="cpu", verbose=False, save_steps=2)
     settings.update(kw)
     return Classifier.train(TOPICS, output=out, **settings)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def train_tiny(tiny_model_dir, out, **kw):
     train = kw.pop("train", TOPICS)
-    settings = dict(model=tiny_model_dir, epochs=2, batch_size=8, lr=5e-4, precision="fp32",
+    settings = dict(model=tiny_model_dir, epochs=2, batch_size=8, lr=5e-4, precision="fp32", refit=False,
                     device="cpu", verbose=False)
     settings.update(kw)
     return Classifier.train(train, output=out, **settings)

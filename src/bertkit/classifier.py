@@ -41,6 +41,34 @@ def config_keys() -> list[str]:
     return list(DATA_KEYS) + TrainConfig.keys()
 
 
+def _merge_settings(config, explicit: dict, settings: dict) -> dict:
+    """--config (a file or dict), then explicit data options, then TrainConfig settings
+    (later wins; None means not given). Needs ``train``."""
+    merged = {}
+    if config is not None:
+        merged.update(config if isinstance(config, dict) else load_config_file(config))
+        bad = [k for k in merged if k not in config_keys()]
+        if bad:
+            raise InputError(f"Unknown config keys {bad}; valid keys: {', '.join(config_keys())}.")
+    merged.update({k: v for k, v in explicit.items() if v is not None})
+    unknown = [k for k in settings if k not in TrainConfig.keys()]
+    if unknown:
+        raise InputError(f"Unknown training settings {unknown}; valid: {', '.join(TrainConfig.keys())}.")
+    merged.update({k: v for k, v in settings.items() if v is not None})
+    if merged.get("train") is None:
+        raise InputError("No training data: pass --train FILE (or 'train:' in --config).")
+    return merged
+
+
+def _read_options(merged: dict) -> tuple[str, dict]:
+    """(label column, keyword arguments of load_labelled) from merged settings."""
+    label_column = merged.get("label_column") or "label"
+    return label_column, dict(text_column=merged.get("text_column"), pair_column=merged.get("pair_column"),
+                              label_column=label_column, columns=merged.get("columns"),
+                              strict=bool(merged.get("strict", False)),
+                              **{k: merged.get(k) for k in READ_KEYS})
+
+
 def load_config_file(path) -> dict:
     """Read a YAML (or JSON) file of training settings; keys as the flags, ``-`` or ``_``.
 
@@ -185,7 +213,9 @@ class Classifier:
             ``batch_size``, ``batch_tokens``, ``max_length``, ``warmup_ratio``,
             ``weight_decay``, ``grad_clip``, ``grad_accum``, ``seed``, ``head``,
             ``freeze_encoder``, ``class_weights``, ``early_stopping``, ``metric``,
-            ``precision``, ``save_steps``, ``eval_batch_size``, ``device``.
+            ``precision``, ``save_steps``, ``eval_batch_size``, ``device``, ``log_steps``,
+            ``eval_steps``, ``refit`` (None: on for a held-out split of under 5,000
+            examples, see :mod:`bertkit.refit`).
 
         Returns
         -------
@@ -193,39 +223,24 @@ class Classifier:
             Loaded from ``output``; ``.training_result`` holds the history and metrics.
         """
         from .labelled import label_names, load_labelled, stratified_split
+        from .refit import fine_tune_refit, wants_refit
         from .train import fine_tune
 
-        merged = {}
-        if config is not None:
-            merged.update(config if isinstance(config, dict) else load_config_file(config))
-            bad = [k for k in merged if k not in config_keys()]
-            if bad:
-                raise InputError(f"Unknown config keys {bad}; valid keys: {', '.join(config_keys())}.")
         explicit = dict(train=train, output=output, validation=validation, val_split=val_split,
                         text_column=text_column, pair_column=pair_column, label_column=label_column,
                         columns=columns, strict=strict, resume=resume, overwrite=overwrite,
                         quoting=quoting, encoding=encoding, format=format)
-        merged.update({k: v for k, v in explicit.items() if v is not None})
-        unknown = [k for k in settings if k not in TrainConfig.keys()]
-        if unknown:
-            raise InputError(f"Unknown training settings {unknown}; valid: {', '.join(TrainConfig.keys())}.")
-        merged.update({k: v for k, v in settings.items() if v is not None})
-
-        if merged.get("train") is None:
-            raise InputError("No training data: pass --train FILE (or 'train:' in --config).")
+        merged = _merge_settings(config, explicit, settings)
         if merged.get("output") is None:
             raise InputError("No output folder: pass --output DIR (or 'output:' in --config).")
         cfg = TrainConfig(**{k: v for k, v in merged.items() if k in TrainConfig.keys()}).check()
-        label_column = merged.get("label_column") or "label"
-        read = dict(text_column=merged.get("text_column"), pair_column=merged.get("pair_column"),
-                    label_column=label_column, columns=merged.get("columns"),
-                    strict=bool(merged.get("strict", False)),
-                    **{k: merged.get(k) for k in READ_KEYS})
+        label_column, read = _read_options(merged)
         log = _stderr if verbose else None
 
         train_set = load_labelled(merged["train"], **read)
         _report_skipped(train_set, log)
         n_read = (train_set.n_rows, len(train_set), train_set.n_skipped)
+        full_set = train_set  # before a held-out split (refit trains on all of it)
         val_set, split = None, None
         val_split = merged.get("val_split")
         if merged.get("validation") is not None:
@@ -255,12 +270,63 @@ class Classifier:
             "skipped": {"train": {k: len(v) for k, v in train_set.skipped.items()},
                         "validation": {k: len(v) for k, v in (val_set.skipped.items() if val_set and not split else [])}},
         }
-        result = fine_tune(train_set, val_set, merged["output"], cfg, label_names=names,
-                           resume=bool(merged.get("resume")), overwrite=bool(merged.get("overwrite")),
-                           progress=progress, log=log, data_info=data_info, on_step=on_step)
+        run_args = dict(label_names=names, resume=bool(merged.get("resume")), progress=progress,
+                        overwrite=bool(merged.get("overwrite")), log=log, data_info=data_info, on_step=on_step)
+        if wants_refit(cfg.refit, split, len(full_set)):  # two passes (bertkit.refit)
+            result = fine_tune_refit(full_set, train_set, val_set, merged["output"], cfg, **run_args)
+        else:
+            result = fine_tune(train_set, val_set, merged["output"], cfg, **run_args)
         clf = cls(merged["output"], device="cpu" if cfg.device == "cpu" else None)
         clf.training_result = result
         return clf
+
+    @classmethod
+    def lr_find(cls, train=None, *, output=None, plot=None, text_column: str | None = None,
+                pair_column: str | None = None, label_column: str | None = None, columns=None,
+                strict: bool | None = None, config=None, resume: bool | None = None,
+                start_lr: float = 1e-7, end_lr: float = 1.0, num_steps: int = 100,
+                progress: bool = False, verbose: bool = True, **settings) -> dict:
+        """A learning-rate range test on ``train`` (:mod:`bertkit.lr_find`): up to
+        ``num_steps`` (100) steps from ``start_lr`` (1e-7) growing exponentially to
+        ``end_lr`` (1), stopped when the smoothed loss diverges; suggests the rate with the
+        lowest smoothed loss divided by 10 and writes ``lr_find.png``.
+
+        Takes the data arguments and settings of :meth:`train` (``lr`` is not used;
+        ``validation``, ``val_split`` and ``overwrite`` are ignored: the test uses all of
+        ``train``). The plot goes to ``plot``, else ``output/lr_find.png``, else
+        ``./lr_find.png``. Trains in memory only: no model folder is written.
+
+        Returns
+        -------
+        dict
+            ``suggested_lr``, ``min_loss_lr``, ``steepest_lr``, ``rule``, ``n_steps``,
+            ``diverged``, ``default_lr``, ``plot`` and the per-step ``lrs``, ``losses``,
+            ``smoothed``.
+        """
+        from .labelled import load_labelled
+        from .lr_find import range_test
+
+        if resume:
+            raise InputError("--lr-find runs a short range test and trains no model, so there is "
+                             "nothing to --resume; drop one of the two flags.")
+        for key in ("validation", "val_split", "overwrite", "resume"):
+            settings.pop(key, None)
+        merged = _merge_settings(config, dict(train=train, output=output, text_column=text_column,
+                                              pair_column=pair_column, label_column=label_column,
+                                              columns=columns, strict=strict), settings)
+        if merged.get("resume"):
+            raise InputError("--lr-find cannot --resume (set in --config); remove 'resume'.")
+        cfg = TrainConfig(**{k: v for k, v in merged.items() if k in TrainConfig.keys()}).check()
+        _, read = _read_options(merged)
+        train_set = load_labelled(merged["train"], **read)
+        _report_skipped(train_set, _stderr if verbose else None)
+        if plot is None:
+            plot = Path(merged.get("output") or ".") / "lr_find.png"
+        from .io import check_writable
+
+        check_writable(str(plot), "--output" if merged.get("output") else "lr_find.png", kind="file")
+        return range_test(train_set, cfg, plot=plot, start_lr=start_lr, end_lr=end_lr,
+                          num_steps=num_steps, progress=progress, log=_stderr if verbose else None)
 
     # ------------------------------------------------------------------------ inference
 

@@ -151,3 +151,76 @@ def _save(fig, path) -> str:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     return str(path)
+
+
+def training_curves(steps: Sequence[dict], epochs: Sequence[dict], path, *, metric: str = "accuracy",
+                    best_step: int | None = None) -> str:
+    """A training run's curves by optimizer step, as a PNG at ``path``.
+
+    Left panel: the training loss of each ``steps`` row (mean over its window of
+    ``--log-steps`` steps), the per-epoch mean training loss and every validation loss
+    (inside epochs with ``--eval-steps``, and at each epoch's end) on the same axes, the
+    learning rate on a second y axis, dotted lines at epoch ends. Right panel (with
+    validation): the validation ``metric``, the kept point (``best_step``) marked.
+
+    ``steps``: rows of steps.csv (``step``, ``epoch``, optional ``train_loss``, ``lr``,
+    ``val_loss``, ``val_<metric>``); ``epochs``: the per-epoch history rows (``epoch``,
+    ``step``, ``train_loss``). Drawn on a ``matplotlib.figure.Figure`` of its own (no
+    pyplot state). Returns the path.
+    """
+    from matplotlib.figure import Figure
+
+    train = [r for r in steps if r.get("train_loss") is not None]
+    val = [r for r in steps if r.get("val_loss") is not None]
+    fig = Figure(figsize=(12 if val else 6.5, 4.4))
+    ax = fig.add_subplot(1, 2 if val else 1, 1)
+    if train:
+        ax.plot([r["step"] for r in train], [r["train_loss"] for r in train], lw=1.2,
+                color="tab:blue", label="train loss (per window)")
+    ends = [r for r in epochs if r.get("step") is not None]
+    if ends:
+        ax.plot([r["step"] for r in ends], [r["train_loss"] for r in ends], "o", color="tab:blue",
+                mfc="white", label="train loss (epoch mean)")
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", color="tab:orange",
+                ms=4, lw=0.8, label="validation loss")
+    for r in ends[:-1]:
+        ax.axvline(r["step"], color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("optimizer step (dotted: epoch ends)")
+    ax.set_ylabel("loss")
+    ax.set_title("Training and validation loss")
+    ax.grid(alpha=0.3)
+    lines, labels = ax.get_legend_handles_labels()
+    lr_rows = [r for r in train if r.get("lr") is not None]
+    if lr_rows:
+        ax_lr = ax.twinx()
+        ax_lr.plot([r["step"] for r in lr_rows], [r["lr"] for r in lr_rows], "--", color="grey",
+                   lw=0.9, label="learning rate")
+        ax_lr.set_ylabel("learning rate")
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        more = ax_lr.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    if lines:
+        ax.legend(lines, labels, fontsize=8)
+    if val:
+        ax2 = fig.add_subplot(1, 2, 2)
+        key = f"val_{metric}"
+        pts = [r for r in val if r.get(key) is not None]
+        ax2.plot([r["step"] for r in pts], [r[key] for r in pts], "o-", color="tab:green", ms=4,
+                 label=f"validation {metric}")
+        kept = [r for r in pts if r["step"] == best_step]
+        if kept:
+            ax2.plot([kept[0]["step"]], [kept[0][key]], "*", color="tab:red", ms=14, label="kept")
+        for r in ends[:-1]:
+            ax2.axvline(r["step"], color="grey", ls=":", lw=0.8)
+        ax2.set_xlabel("optimizer step")
+        ax2.set_ylabel(metric)
+        ax2.set_title(f"Validation {metric}")
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=8)
+    for a in fig.axes:
+        a.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return str(path)

@@ -37,7 +37,7 @@ from .batching import LengthGroupedBatches, model_inputs, pad_batch  # noqa: F40
 from .errors import InputError
 from .train_config import (  # noqa: F401 (re-exported: bertkit.train is the public module)
     CLASS_WEIGHTS, DEFAULT_MAX_LENGTH, METRIC_CHOICES, PRECISIONS, TrainConfig, cpu_has_amx,
-    fingerprint, lr_factor, main_metric, make_optimizer, resolve_precision, step_seed)
+    default_lr, fingerprint, lr_factor, main_metric, model_width, make_optimizer, resolve_precision, step_seed)
 from .train_report import _OUTPUT_FILES, _check_output, _export, stats_table  # noqa: F401
 
 
@@ -47,7 +47,8 @@ from .train_report import _OUTPUT_FILES, _check_output, _export, stats_table  # 
 
 class TrainState:
     """Where the loop is (epoch, batch, step), the epoch's running loss, the per-epoch
-    history and the best validation score; saved as JSON in every checkpoint."""
+    history, the per-step log (steps.csv) and the best validation score; saved as JSON in
+    every checkpoint."""
 
     def __init__(self):
         self.epoch = 0             # epochs finished
@@ -62,7 +63,12 @@ class TrainState:
         self.best_score = None
         self.best_epoch = None
         self.best_metrics = None
+        self.best_step = None      # optimizer step of the kept weights
         self.bad_epochs = 0
+        self.epoch_improved = False  # a validation inside this epoch (--eval-steps) improved
+        self.window_loss = 0.0     # training loss summed since the last steps.csv row (this process)
+        self.window_count = 0
+        self.step_log = []         # steps.csv rows: every log_steps and every validation
         self.stopped_early = False
         self.fingerprint = ""
 
@@ -105,6 +111,9 @@ class _Run:
     optimizer: Any = None
     scheduler: Any = None
     class_weight: Any = None  # (K,) float32, or None
+    lr_source: str = "--lr"   # where config.lr came from (the run's first line says)
+    window_loss: Any = None   # () tensor: training loss summed since the last steps.csv row
+    last_lr: float | None = None  # the learning rate of the latest optimizer step
     run_info: dict = field(default_factory=dict)  # run.json and training_args.json
     state: TrainState = field(default_factory=TrainState)
 
@@ -209,6 +218,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
             break
         train_loop.train_one_epoch(run, epoch, progress=progress, on_step=on_step)
         train_loop.end_epoch(run, epoch)
+    train_loop.log_step(run, final=True)  # the last, partial window of steps.csv
     return _finish(run, started)
 
 
@@ -218,6 +228,7 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
 
     _prepare_labels(run, train, validation, label_names)
     _load_model(run)
+    run.say(_first_line(run, len(train), len(validation) if validation is not None else 0))
     _encode(run, train, validation)
     if run.config.head is None:
         run.config = dataclasses.replace(run.config, head=default_head(run.model))
@@ -260,6 +271,9 @@ def _load_model(run: _Run) -> None:
         id2label={i: name for i, name in enumerate(labels)},
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True)
     run.model.config.problem_type = "single_label_classification"
+    if config.lr is None:  # by the model's width; an explicit lr wins
+        run.lr_source = f"default for width {model_width(run.model.config)}; --lr to change"
+        run.config = config = dataclasses.replace(config, lr=default_lr(model_width(run.model.config)))
     limit = max_length_of(run.tokenizer, run.model.config)
     if config.max_length is None:
         run.config = config = dataclasses.replace(config, max_length=min(DEFAULT_MAX_LENGTH, limit))
@@ -268,6 +282,16 @@ def _load_model(run: _Run) -> None:
     if config.batch_tokens is not None and config.batch_tokens < config.max_length:
         raise InputError(f"--batch-tokens ({config.batch_tokens}) must be at least --max-length "
                          f"({config.max_length}) so that every example fits in a batch.")
+
+
+def _first_line(run: _Run, n_train: int, n_val: int) -> str:
+    """The run's first log line: model, width, learning rate (and where it came from)."""
+    c, mc = run.config, run.model.config
+    name = str(c.model) if c.model else "the bundled all-MiniLM-L6-v2"
+    val = f" / {n_val:,} validation" if n_val else ""
+    return (f"Training {name} ({getattr(mc, 'num_hidden_layers', '?')} layers, {model_width(mc)} wide) "
+            f"on {n_train:,} training{val} examples: lr {c.lr:g} ({run.lr_source}), {c.epochs} epochs, "
+            f"batch {c.batch_size}, max length {c.max_length}.")
 
 
 def _encode(run: _Run, train, validation) -> None:
@@ -338,7 +362,7 @@ def _resume(run: _Run, resume: bool, overwrite: bool) -> None:
     from .io import write_json
 
     config, acc, state = run.config, run.accelerator, run.state
-    ignored = ("device", "save_steps", "eval_batch_size")  # change no number of the run
+    ignored = ("device", "save_steps", "eval_batch_size", "log_steps")  # change no number of the run
     state.fingerprint = fingerprint(
         {k: v for k, v in config.to_dict().items() if k not in ignored}, run.resolved, run.labels,
         run.enc_train.input_ids, run.y_train,
@@ -370,7 +394,8 @@ def _finish(run: _Run, started: float) -> dict:
     checkpoints; return the run's result (see :func:`fine_tune`)."""
     state, out, acc = run.state, run.out, run.accelerator
     result = {"output": str(out), "metric": run.metric, "history": state.history,
-              "best_epoch": state.best_epoch, "metrics": state.best_metrics,
+              "best_epoch": state.best_epoch, "best_step": state.best_step, "metrics": state.best_metrics,
+              "steps": state.step_log,
               "stopped_early": state.stopped_early, "labels": run.labels,
               "n_truncated": run.run_info["n_truncated"], "train_seconds": round(time.time() - started, 1),
               "is_main_process": run.is_main}

@@ -24,13 +24,14 @@ DEFAULT_MAX_LENGTH = 128
 class TrainConfig:
     """Every training setting; the keys of ``--config FILE.yaml`` and of ``training_args.json``.
 
-    The defaults were chosen on the bundled all-MiniLM-L6-v2 (see benchmarks/README.md):
-    a small sentence-embedding model wants a higher learning rate than bert-base's 2e-5.
+    The defaults were chosen on the bundled all-MiniLM-L6-v2 (see benchmarks/README.md);
+    the learning rate, left as None, follows the model's width (:func:`default_lr`): a
+    small sentence-embedding model wants a higher one than bert-base.
     """
 
     model: str | None = None          # None: the bundled all-MiniLM-L6-v2
     epochs: int = 4
-    lr: float = 1e-4
+    lr: float | None = None           # None: by the model's width (default_lr); 1e-4 at 384
     batch_size: int = 32              # examples per batch (per device)
     batch_tokens: int | None = None   # optional cap on padded tokens per batch
     max_length: int | None = None     # tokens, specials included; None: 128, or the model's
@@ -49,6 +50,10 @@ class TrainConfig:
     precision: str = "auto"           # auto: bf16 on GPUs that have it and on AMX CPUs, else fp32
     save_steps: int = 200             # checkpoint every N optimizer steps (and each epoch end)
     eval_batch_size: int = 128
+    log_steps: int = 50               # training loss and lr into steps.csv every N optimizer steps; 0 = off
+    eval_steps: int | None = None     # also validate every N optimizer steps inside epochs
+    refit: bool | None = None         # retrain on train + held-out for the best epoch count;
+                                      # None: for held-out splits of < 5,000 examples (bertkit.refit)
     device: str | None = None         # None/auto: what accelerate picks; "cpu" forces the CPU
 
     def check(self) -> "TrainConfig":
@@ -62,14 +67,21 @@ class TrainConfig:
         check_positive_int("max_length", self.max_length, where, allow_none=True)
         check_positive_int("batch_tokens", self.batch_tokens, where, allow_none=True)
         check_positive_int("early_stopping", self.early_stopping, where, allow_none=True)
-        if isinstance(self.save_steps, bool) or not isinstance(self.save_steps, int) or self.save_steps < 0:
-            raise InputError(f"The 'save_steps' parameter must be 0 (epoch ends only) or a positive integer. Got {self.save_steps!r} instead.")
+        check_positive_int("eval_steps", self.eval_steps, where, allow_none=True)
+        for name, off in (("save_steps", "epoch ends only"), ("log_steps", "off")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"The '{name}' parameter must be 0 ({off}) or a positive integer. Got {value!r} instead.")
         for name, lo, hi in (("lr", 0.0, None), ("warmup_ratio", 0.0, 1.0),
                              ("weight_decay", 0.0, None), ("grad_clip", 0.0, None)):
             value = getattr(self, name)
+            if name == "lr" and value is None:  # by the model's width, once it is loaded
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (hi is not None and value >= hi) or (name == "lr" and value <= 0):
                 bound = f"in [{lo}, {hi})" if hi is not None else ("> 0" if name == "lr" else ">= 0")
                 raise InputError(f"The '{name}' parameter must be a number {bound}. Got {value!r} instead.")
+        if self.refit is not None and not isinstance(self.refit, bool):
+            raise InputError(f"The 'refit' parameter must be True or False (or None). Got {self.refit!r} instead.")
         from .heads import HEADS
 
         if self.head is not None:
@@ -107,6 +119,37 @@ def make_optimizer(decay: list, no_decay: list, *, lr: float, weight_decay: floa
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):  # e.g. a device or dtype without the kernel
         return torch.optim.AdamW(groups, lr=lr)
+
+
+# The width rule of the default learning rate (see default_lr).
+BASE_LR, BASE_WIDTH, LR_WIDTH_POWER, LR_RANGE = 1e-4, 384, 1.5, (1e-5, 5e-4)
+
+
+def default_lr(hidden_size: int | None) -> float:
+    """The default peak learning rate for a model ``hidden_size`` wide.
+
+    ``1e-4 * (384 / hidden_size) ** 1.5``, clamped to [1e-5, 5e-4] and rounded to two
+    significant digits: the bundled 384-wide all-MiniLM-L6-v2 keeps the 1e-4 it was tuned
+    at (benchmarks/README.md); a 768-wide bert-base gets 3.5e-5 and a 1024-wide
+    bert-large 2.3e-5, inside the 2e-5 to 5e-5 that BERT's authors recommend for them.
+    Wider layers sum more inputs per unit, so the same per-weight Adam step moves their
+    outputs more; the power 1.5 is what puts the two known points on one curve. Unknown
+    width (None) -> 1e-4. ``--lr`` or ``lr=`` always wins; ``--lr-find`` measures one.
+    """
+    if not hidden_size:
+        return BASE_LR
+    lo, hi = LR_RANGE
+    lr = min(hi, max(lo, BASE_LR * (BASE_WIDTH / hidden_size) ** LR_WIDTH_POWER))
+    return float(f"{lr:.2g}")
+
+
+def model_width(model_config) -> int | None:
+    """The hidden size of a transformers config (``hidden_size``, ``dim`` or ``d_model``)."""
+    for name in ("hidden_size", "dim", "d_model"):
+        value = getattr(model_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:

@@ -90,9 +90,13 @@ def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) ->
                disable=not (progress and acc.is_local_main_process), file=sys.stderr)
     t0 = time.perf_counter()
     for batch in loader:
+        run.last_lr = lr = run.optimizer.param_groups[0]["lr"]  # the rate this batch's step uses
         loss = train_step(run, batch)
         state.micro_step += 1
         state.batch_in_epoch += 1
+        # steps.csv's window: summed on the device, read at log points only (no sync per step)
+        run.window_loss = loss.detach().float() if run.window_loss is None else run.window_loss + loss.detach()
+        state.window_count += 1
         state.loss_sum += float(loss.detach())
         state.loss_count += 1
         state.examples += int(batch["labels"].shape[0])
@@ -101,6 +105,12 @@ def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) ->
         if acc.sync_gradients:  # this batch completed an optimizer step
             state.global_step += 1
             mid_epoch = state.batch_in_epoch < bar.total
+            if config.log_steps and state.global_step % config.log_steps == 0:
+                log_step(run, epoch=epoch + state.batch_in_epoch / bar.total, lr=lr)
+            if config.eval_steps and state.global_step % config.eval_steps == 0 and mid_epoch:
+                state.train_time += time.perf_counter() - t0
+                validate_in_epoch(run, epoch, epoch + state.batch_in_epoch / bar.total)
+                t0 = time.perf_counter()  # validation time is not training time
             if config.save_steps and state.global_step % config.save_steps == 0 and mid_epoch:
                 state.train_time += time.perf_counter() - t0
                 t0 = time.perf_counter()  # checkpoint time is not training time
@@ -137,9 +147,12 @@ def end_epoch(run, epoch: int) -> None:
     totals = acc.reduce(torch.tensor([state.loss_sum, state.loss_count, state.examples],
                                      dtype=torch.float64, device=acc.device), "sum")  # (3,)
     loss_sum, loss_count, examples = totals.tolist()
-    row = {"epoch": epoch + 1, "train_loss": loss_sum / max(loss_count, 1)}
+    row = {"epoch": epoch + 1, "step": state.global_step, "train_loss": loss_sum / max(loss_count, 1)}
     t1 = time.perf_counter()
     improved = run.val_loader is not None and _validate(run, epoch, row)
+    if run.val_loader is not None:
+        _add_step_row(run, {"step": state.global_step, "epoch": float(epoch + 1),
+                            **{k: v for k, v in row.items() if k.startswith("val_")}})
     row.update({"train_time_s": round(state.train_time, 2),
                 "val_time_s": round(time.perf_counter() - t1, 2),
                 "examples_per_s": round(examples / max(state.train_time, 1e-9), 2)})
@@ -158,26 +171,88 @@ def end_epoch(run, epoch: int) -> None:
     checkpoint(run)
 
 
-def _validate(run, epoch: int, row: dict) -> bool:
-    """Evaluate, add the validation numbers to ``row``; True when this epoch is the best so
-    far (main metric, ties to the lower validation loss)."""
+def _validate(run, epoch: int, row: dict, *, epoch_end: bool = True) -> bool:
+    """Evaluate, add the validation numbers to ``row``; True when these weights are the
+    best so far (main metric, ties to the lower validation loss). At an epoch's end, count
+    the epoch as bad for early stopping unless it, or a validation inside it, improved."""
     state = run.state
     val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels)
     row.update({"val_loss": val_loss, "val_accuracy": metrics["accuracy"],
                 "val_mcc": metrics["mcc"], "val_f1_macro": metrics["f1_macro"]})
     score = [metrics[run.metric], -val_loss]
-    if state.best_score is None or score > state.best_score:
+    improved = state.best_score is None or score > state.best_score
+    if improved:
         state.best_score, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
-        state.bad_epochs = 0
-        return True
-    state.bad_epochs += 1
-    return False
+        state.best_step = state.global_step
+        state.epoch_improved = True
+    if epoch_end:
+        state.bad_epochs = 0 if state.epoch_improved else state.bad_epochs + 1
+        state.epoch_improved = False
+    return improved
+
+
+def validate_in_epoch(run, epoch: int, position: float) -> None:
+    """``--eval-steps``: validate inside epoch ``epoch`` (0-based) at fractional epoch
+    ``position``; keep the weights when they are the best so far; log a line and a
+    steps.csv row."""
+    if run.val_loader is None:
+        return
+    state = run.state
+    row = {"step": state.global_step, "epoch": round(position, 4)}
+    improved = _validate(run, epoch, row, epoch_end=False)
+    _add_step_row(run, row)
+    metric = run.metric
+    run.say(f"step {state.global_step} (epoch {position:.2f})  val loss {row['val_loss']:.4f}  "
+            f"val {metric} {row['val_' + metric]:.4f}" + ("  (best so far)" if improved else ""))
+    if improved:
+        save_best(run)
+
+
+def _fold_window(run) -> None:
+    """Move the device-side window sum into the state (a float, so checkpoints hold it)."""
+    if run.window_loss is not None:
+        run.state.window_loss += float(run.window_loss)
+        run.window_loss = None
+
+
+def log_step(run, *, epoch: float | None = None, lr: float | None = None, final: bool = False) -> None:
+    """A steps.csv row: the mean training loss over the batches since the last row (all
+    processes) and the learning rate of the last step. ``final``: the last, partial window
+    at the end of training (nothing when it is empty or logging is off)."""
+    state, acc = run.state, run.accelerator
+    if final:
+        if not run.config.log_steps:
+            return
+        epoch, lr = float(state.epoch), run.last_lr
+    _fold_window(run)
+    totals = acc.reduce(torch.tensor([state.window_loss, state.window_count], dtype=torch.float64,
+                                     device=acc.device), "sum").tolist()  # (2,)
+    state.window_loss, state.window_count = 0.0, 0
+    if totals[1] == 0:
+        return
+    _add_step_row(run, {"step": state.global_step, "epoch": round(epoch, 4),
+                        "train_loss": totals[0] / totals[1], "lr": lr})
+
+
+def _add_step_row(run, row: dict) -> None:
+    """Add ``row`` to the step log (merged into the last row when at the same step) and
+    rewrite ``steps.csv`` in the run folder (main process; atomic)."""
+    log = run.state.step_log
+    if log and log[-1]["step"] == row["step"]:
+        log[-1].update(row)
+    else:
+        log.append(dict(row))
+    if run.is_main:
+        from .train_report import write_steps
+
+        write_steps(run.out / "steps.csv", log)
 
 
 def checkpoint(run) -> None:
     """Write ``checkpoints/last`` (:mod:`bertkit.checkpoint`): into a temporary folder, sealed,
     then renamed over the old one, so a kill never leaves a broken checkpoint."""
     acc, is_main = run.accelerator, run.is_main
+    _fold_window(run)  # the state saved holds the whole window so far
     tmp = run.ckpt_dir / ".last.partial"
     if is_main:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,15 +15,18 @@ from pathlib import Path
 from .errors import InputError
 
 _OUTPUT_FILES = ("config.json", "model.safetensors", "training_args.json", "metrics.json",
-                 "stats.csv", "learning_curves.png", "confusion_matrix.png")
+                 "stats.csv", "steps.csv", "learning_curves.png", "confusion_matrix.png")
 
 # Files a training run writes into its folder besides what save_pretrained writes.
 _RUN_FILES = _OUTPUT_FILES + ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
                               "merges.txt", "special_tokens_map.json", "added_tokens.json",
                               "spiece.model", "sentencepiece.bpe.model", "generation_config.json")
 
-_STATS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_mcc", "val_f1_macro",
+_STATS_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_mcc", "val_f1_macro",
                   "train_time_s", "val_time_s", "examples_per_s")
+# steps.csv: one row every --log-steps optimizer steps (train_loss: mean over the batches
+# since the previous row; lr: the rate of the row's step) and at every validation.
+_STEP_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "val_accuracy", "val_mcc", "val_f1_macro")
 
 
 def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
@@ -81,10 +84,12 @@ def _export(model, tokenizer, out: Path, best_dir: Path | None, run_info: dict, 
 
     _swap_in_model(model, tokenizer, out, best_dir)
     write_json(out / "training_args.json", {**run_info, "best_epoch": result["best_epoch"],
+                                            "best_step": result["best_step"],
                                             "stopped_early": result["stopped_early"]})
     _write_stats(out / "stats.csv", result["history"])
+    write_steps(out / "steps.csv", result["steps"])
     _plot(out, result)
-    final = {"metric": result["metric"], "best_epoch": result["best_epoch"],
+    final = {"metric": result["metric"], "best_epoch": result["best_epoch"], "best_step": result["best_step"],
              "stopped_early": result["stopped_early"], "validation": result["metrics"],
              "history": result["history"], "train_seconds": result["train_seconds"]}
     write_json(out / "metrics.json", final)
@@ -103,7 +108,8 @@ def _swap_in_model(model, tokenizer, out: Path, best_dir: Path | None) -> None:
     # An earlier run's model (--overwrite) stayed usable until now. From here on the folder
     # is not a finished run (no metrics.json) until the new metrics.json lands last; a kill
     # in between leaves the checkpoints, so --resume exports again.
-    new_names = {f.name for f in tmp.iterdir()} | {"training_args.json", "stats.csv", "learning_curves.png"}
+    new_names = {f.name for f in tmp.iterdir()} | {"training_args.json", "stats.csv", "steps.csv",
+                                                    "learning_curves.png"}
     for name in (n for n in _RUN_FILES if n not in new_names):  # metrics.json among them
         if (out / name).is_file():
             (out / name).unlink()
@@ -129,21 +135,30 @@ def _write_stats(path: Path, history: list) -> None:
             writer.writerows(history)
 
 
-def _plot(out: Path, result: dict) -> None:
-    """learning_curves.png (losses by epoch; with validation, the main metric in a second
-    panel) and, with validation, confusion_matrix.png of the kept epoch."""
-    from .evaluate import plot_confusion
-    from .plots import learning_curves
+def write_steps(path: Path, rows: list) -> None:
+    """The step log (:attr:`bertkit.train.TrainState.step_log`) as ``steps.csv``; columns
+    of :data:`_STEP_COLUMNS` that occur, empty cells where a row has no value."""
+    import csv
 
-    history, metric = result["history"], result["metric"]
-    epochs = [r["epoch"] for r in history]
-    series = {"train loss": [r["train_loss"] for r in history]}
-    metric_series = None
-    if history and "val_loss" in history[0]:
-        series["validation loss"] = [r["val_loss"] for r in history]
-        metric_series = {f"validation {metric}": [r[f"val_{metric}"] for r in history]}
-    learning_curves(epochs, series, out / "learning_curves.png", metric_series=metric_series,
-                    metric_label=metric, title="Training and validation loss")
+    from .io import atomic_path
+
+    cols = [c for c in _STEP_COLUMNS if any(c in r for r in rows)] or ["step", "train_loss", "lr"]
+    with atomic_path(path) as f:
+        with open(f, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _plot(out: Path, result: dict) -> None:
+    """learning_curves.png (losses and learning rate by optimizer step, the validation
+    metric in a second panel) and, with validation, confusion_matrix.png of the kept
+    weights."""
+    from .evaluate import plot_confusion
+    from .plots import training_curves
+
+    training_curves(result["steps"], result["history"], out / "learning_curves.png",
+                    metric=result["metric"], best_step=result["best_step"])
     if result["metrics"] is not None:
         plot_confusion(result["metrics"], out / "confusion_matrix.png",
-                       title=f"Validation, epoch {result['best_epoch']}")
+                       title=f"Validation, epoch {result['best_epoch']}, step {result['best_step']}")

@@ -62,7 +62,8 @@ def _explicit(ctx, names) -> dict:
 @model_option
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Passes over the data (default: {_D['epochs']}).")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help=f"Peak learning rate (default: {_D['lr']:g}).")
+              help="Peak learning rate (default: by the model's width, 1e-4 for the bundled "
+                   "384-wide model, 3.5e-5 for a 768-wide bert-base; see --lr-find).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help=f"Examples per batch (default: {_D['batch_size']}).")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
@@ -95,8 +96,21 @@ def _explicit(ctx, names) -> dict:
               help="auto: bf16 (or fp16) on GPUs and bf16 on CPUs with AMX, else fp32 (default: auto).")
 @click.option("--save-steps", type=click.IntRange(min=0), default=None,
               help=f"Checkpoint every N optimizer steps, and at each epoch end (default: {_D['save_steps']}).")
+@click.option("--log-steps", type=click.IntRange(min=0), default=None, metavar="N",
+              help=f"Training loss and learning rate into steps.csv every N optimizer steps, 0 = off "
+                   f"(default: {_D['log_steps']}).")
+@click.option("--eval-steps", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Also validate every N optimizer steps inside epochs; the best of all "
+                   "validations is kept (default: at epoch ends only).")
+@click.option("--refit/--no-refit", default=None,
+              help="After choosing the best epoch on the held-out --val-split, train again on all "
+                   "of --train for that many epochs (default: on when --train has under 5,000 "
+                   "examples and no --validation FILE is given).")
 @click.option("--device", default=None, metavar="DEVICE",
               help="auto or cpu (default: auto; pick GPUs with CUDA_VISIBLE_DEVICES).")
+@click.option("--lr-find", "lr_find", is_flag=True, default=False,
+              help="Run a learning-rate range test instead of training: print the suggested "
+                   "--lr and write lr_find.png into --output (no model is saved).")
 @click.option("--config", "config_file", default=None, metavar="FILE.yaml",
               help="YAML file of settings with the same keys as these flags; flags win.")
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --output.")
@@ -106,12 +120,14 @@ def _explicit(ctx, names) -> dict:
 @json_option
 @click.pass_context
 @runs_model
-def train_command(ctx, config_file, progress, as_json, **_):
+def train_command(ctx, config_file, progress, as_json, lr_find, **_):
     """Fine-tune a classifier on a labelled file and write it to --output DIR.
 
     DIR gets a model loadable by bertkit and by transformers'
     AutoModelForSequenceClassification, the training arguments, metrics.json, stats.csv,
-    learning_curves.png and confusion_matrix.png (validation).
+    steps.csv (loss and learning rate every --log-steps steps), learning_curves.png and
+    confusion_matrix.png (validation). With --lr-find it only runs a learning-rate range
+    test and writes lr_find.png.
 
     \b
     Examples (files from `bertkit examples DIR`):
@@ -123,10 +139,12 @@ def train_command(ctx, config_file, progress, as_json, **_):
     from ..classifier import Classifier
     from ..train import stats_table
 
-    names = [n for n in ctx.params if n not in ("config_file", "progress", "as_json")]
+    names = [n for n in ctx.params if n not in ("config_file", "progress", "as_json", "lr_find")]
     given = _explicit(ctx, names)
     if progress is None:
         progress = stderr_is_terminal()
+    if lr_find:
+        return _lr_find(given, config_file, progress, as_json)
     try:
         clf = Classifier.train(config=config_file, progress=progress, **given)
     except KeyboardInterrupt:
@@ -141,11 +159,16 @@ def train_command(ctx, config_file, progress, as_json, **_):
         echo_json({"output": result["output"], "metric": result["metric"],
                    "best_epoch": result["best_epoch"], "metrics": result["metrics"],
                    "history": result["history"], "files": files,
-                   "n_truncated": result["n_truncated"]})
+                   "n_truncated": result["n_truncated"], "best_step": result.get("best_step"),
+                   "refit": result.get("refit")})
         return
     click.echo(stats_table(result["history"]))
     m = result["metrics"]
     if m is not None:
+        refit = result.get("refit")
+        if refit:
+            click.echo(f"\nrefit: {refit['epochs']} epochs on all {refit['n_train']:,} examples; "
+                       "the validation figures below are pass 1's (selection/)")
         click.echo(f"\nkept epoch {result['best_epoch']} (best validation {result['metric']}): "
                    f"accuracy {m['accuracy']:.4f}  mcc {m['mcc']:.4f}  f1_macro {m['f1_macro']:.4f}  "
                    f"(n={m['n']})")
@@ -153,6 +176,22 @@ def train_command(ctx, config_file, progress, as_json, **_):
     for name in ("metrics.json", "stats.csv", "learning_curves.png", "confusion_matrix.png"):
         if name in files:
             click.echo(f"{name:<21} {files[name]}")
+
+
+def _lr_find(given: dict, config_file, progress: bool, as_json: bool) -> None:
+    """``bertkit train --lr-find``: the range test, its suggestion and lr_find.png."""
+    from ..classifier import Classifier
+
+    found = Classifier.lr_find(config=config_file, progress=progress, **given)
+    if as_json:
+        echo_json(found)
+        return
+    click.echo(f"suggested learning rate: {found['suggested_lr']:.2g}  ({found['rule']})")
+    click.echo(f"steepest descent at {found['steepest_lr']:.2g}; lowest smoothed loss at "
+               f"{found['min_loss_lr']:.2g}; {found['n_steps']} steps"
+               + (", stopped when the loss diverged" if found["diverged"] else ""))
+    click.echo(f"plot: {found['plot']}")
+    click.echo(f"train with: --lr {found['suggested_lr']:.2g}")
 
 
 @cli.command("evaluate")
