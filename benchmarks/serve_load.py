@@ -166,36 +166,88 @@ def cpu_seconds(pid: int) -> float:
 
 
 # ---------------------------------------------------------------- load generation
+class _Conn:
+    """One keep-alive HTTP/1.1 connection on raw asyncio streams (a light client: the
+    load generator shares the cores with the server, so its CPU per request is kept small)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode("ascii")
+        self.writer.write(head + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            data = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                parts.append(await self.reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            data = b"".join(p[:-2] for p in parts)
+        else:
+            data = await self.reader.read()
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def run_cell(url: str, pool: list[str], n_texts: int, clients: int, n_requests: int,
                    time_cap: float) -> dict:
-    """``clients`` closed-loop clients send up to ``n_requests`` requests of ``n_texts`` texts."""
-    import httpx
+    """``clients`` closed-loop clients send up to ``n_requests`` requests of ``n_texts`` texts,
+    each client on its own keep-alive connection."""
+    from urllib.parse import urlsplit
 
+    where = urlsplit(url)
     latencies, errors = [], {}
     next_i = 0
+    bodies = [json.dumps({"input": [pool[(i * n_texts + k) % len(pool)] for k in range(n_texts)]}).encode()
+              for i in range(n_requests)]  # built before the clock starts
     start = time.perf_counter()
     stop_at = start + time_cap
 
-    async def client(http):
+    async def client():
         nonlocal next_i
-        while next_i < n_requests and time.perf_counter() < stop_at:
-            i, next_i = next_i, next_i + 1
-            texts = [pool[(i * n_texts + k) % len(pool)] for k in range(n_texts)]
-            t0 = time.perf_counter()
-            try:
-                r = await http.post(url + "/v1/embeddings", json={"input": texts})
-                ok = r.status_code == 200 and len(r.json().get("data", [])) == n_texts
-                kind = None if ok else f"HTTP {r.status_code}" if r.status_code != 200 else "wrong count"
-            except httpx.HTTPError as exc:
-                kind = type(exc).__name__
-            if kind is None:
-                latencies.append(time.perf_counter() - t0)
-            else:
-                errors[kind] = errors.get(kind, 0) + 1
+        conn = _Conn(where.hostname, where.port)
+        try:
+            while next_i < n_requests and time.perf_counter() < stop_at:
+                i, next_i = next_i, next_i + 1
+                t0 = time.perf_counter()
+                try:
+                    async with asyncio.timeout(120):
+                        status, data = await conn.post("/v1/embeddings", bodies[i])
+                    ok = status == 200 and len(json.loads(data).get("data", [])) == n_texts
+                    kind = None if ok else f"HTTP {status}" if status != 200 else "wrong count"
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    kind = type(exc).__name__
+                    conn.close()
+                if kind is None:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors[kind] = errors.get(kind, 0) + 1
+        finally:
+            conn.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - start
     done = len(latencies)
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])

@@ -85,6 +85,10 @@ class Batcher:
 
     async def submit(self, key, rows: list, n_tokens: int):
         """Queue ``rows``; returns their part of the result (same length and order)."""
+        return await self.put(key, rows, n_tokens)  # a cancelled caller leaves the item; its rows are dropped
+
+    def put(self, key, rows: list, n_tokens: int) -> asyncio.Future:
+        """Queue ``rows``; the future gets their part of the result. Cancel it to drop them."""
         if self._task is None or self._closing:
             raise ApiError(503, "The server is shutting down; retry on another instance.",
                            type="unavailable", headers={"Retry-After": "1"})
@@ -93,7 +97,7 @@ class Batcher:
                            type="overloaded", headers={"Retry-After": "1"})
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(key, list(rows), int(n_tokens), future))
-        return await future  # a cancelled caller leaves the item; its rows are dropped
+        return future
 
     # ------------------------------------------------------------------ worker
     async def _get(self, timeout: float):
