@@ -70,6 +70,8 @@ def parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
         if errors and errors[0].get("type") == "json_invalid":
             why = (errors[0].get("ctx") or {}).get("error", "")
             raise ApiError(400, "The request body is not valid JSON" + (f" ({why})." if why else ".")) from None
+        if errors and not errors[0].get("loc"):  # a list, a string...: not an object at all
+            raise ApiError(422, 'The request body must be a JSON object, e.g. {"input": ["a text"]}.') from None
         raise RequestValidationError([{**err, "loc": ("body", *err.get("loc", ()))} for err in errors]) from None
 
 
