@@ -486,3 +486,34 @@ def test_batcher_drops_the_rows_of_a_cancelled_caller():
 
     assert asyncio.run(main()) == (["busy"], ["kept"])
     assert calls == [["busy"], ["kept"]]
+
+
+def test_batcher_collects_the_next_batch_while_the_model_runs():
+    """A request that arrives during a model call waits out its max_wait then, not after the
+    call: the next call starts as soon as the model is free, with what queued meanwhile."""
+    from bertkit.serve.batcher import Batcher
+
+    calls = []
+
+    def run(key, rows):
+        start = time.monotonic()
+        time.sleep(0.5)
+        calls.append((list(rows), start, time.monotonic()))
+        return rows
+
+    async def main():
+        b = Batcher(run, name="t", max_wait_ms=200)
+        await b.start()
+        first = b.put(0, ["a"], 1)
+        await asyncio.sleep(0.3)  # "a" waited 200 ms, then its call started
+        second = b.put(0, ["b"], 1)  # its 200 ms pass while "a" still runs
+        await asyncio.sleep(0.3)
+        third = b.put(0, ["c"], 1)  # after b's wait, still during "a": joins b's call
+        out = await first, await second, await third
+        await b.stop()
+        return out
+
+    assert asyncio.run(main()) == (["a"], ["b"], ["c"])
+    assert [rows for rows, _, _ in calls] == [["a"], ["b", "c"]]
+    (_, _, first_end), (_, second_start, _) = calls
+    assert second_start - first_end < 0.1  # not another 200 ms wait after the first call
