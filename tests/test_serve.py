@@ -98,6 +98,10 @@ def test_classify_equals_predict_proba(tiny_enc, tiny_clf):
         assert np.allclose(got, tiny_clf.predict_proba(texts, pairs), atol=1e-5)
         assert_error(c.post("/v1/classify", json={"input": texts, "classifier": "nope"}), 422, "classifier")
         assert_error(c.post("/v1/classify", json={"input": texts, "pairs": ["x"]}), 422, "pairs")
+        assert "input[1]" in assert_error(c.post("/v1/classify", json={"input": ["a", 2]}), 422, "input")["message"]
+        assert_error(c.post("/v1/classify", content=b'{"input": '), 400)
+        schema = c.get("/openapi.json").json()["paths"]["/v1/classify"]["post"]["requestBody"]
+        assert {"input", "pairs", "classifier"} <= set(schema["content"]["application/json"]["schema"]["properties"])
         assert c.get("/v1/models").json()["classifiers"] == [{"name": "sent", "labels": tiny_clf.labels}]
 
 
