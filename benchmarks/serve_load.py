@@ -482,8 +482,10 @@ def main(argv=None) -> int:
                 stop_server(proc)
     summary = targets(results)
     print("\n" + HEADER)
-    key = lambda c: (c["texts_per_request"], c["clients"], c.get("round", 1), args.systems.index(c["system"]))  # noqa: E731
-    for c in sorted((c for r in results for c in r["cells"]), key=key):
+    def order(c):
+        return c["texts_per_request"], c["clients"], c.get("round", 1), args.systems.index(c["system"])
+
+    for c in sorted((c for r in results for c in r["cells"]), key=order):
         print(format_row(c))
     print()
     for r in results:

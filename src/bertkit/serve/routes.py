@@ -7,8 +7,15 @@ import asyncio
 from fastapi import Request
 
 from .limits import ApiError, check_texts
-from .schemas import (AttentionRequest, ClassifyRequest, EmbeddingsRequest, SimilarityRequest, TokenizeRequest,
-                      body_schema, parse_body)
+from .schemas import (
+    AttentionRequest,
+    ClassifyRequest,
+    EmbeddingsRequest,
+    SimilarityRequest,
+    TokenizeRequest,
+    body_schema,
+    parse_body,
+)
 
 
 def _ready(state):

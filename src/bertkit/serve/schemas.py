@@ -1,8 +1,8 @@
 """Request bodies of the API (pydantic; strict types, so 1 is not taken for "1").
 
 Lengths, emptiness and the request limits are checked in the routes (:mod:`.limits`), so
-their messages name the configured limit. ``/v1/embeddings`` validates its body itself
-(:func:`parse_body`), the others through FastAPI.
+their messages name the configured limit. ``/v1/embeddings`` and ``/v1/classify`` validate
+their body themselves (:func:`parse_body`, cheaper per request), the others through FastAPI.
 """
 
 from __future__ import annotations
