@@ -410,6 +410,9 @@ def test_token_counts_equal_the_tokenizer_even_after_tokenize_calls(tiny_enc):
     assert max(want) > 64 and served.count(texts) == want
     want_pairs = [len(x) for x in tiny_enc.tokenizer(texts, pairs, truncation=False)["input_ids"]]
     assert served.count(texts, pairs) == want_pairs
+    for i in range(3):  # one text at a time takes another path
+        assert served.count(texts[i:i + 1]) == want[i:i + 1]
+        assert served.count(texts[i:i + 1], pairs[i:i + 1]) == want_pairs[i:i + 1]
     with make_client(tiny_enc) as c:
         assert c.post("/v1/tokenize", json={"text": texts[1]}).json()["truncated"] is True
         body = ok(c, texts)  # counted after a truncating tokenize call on the same server

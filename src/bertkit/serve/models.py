@@ -40,6 +40,8 @@ class Served:
         """Tokens of each text (pair) before truncation, specials included (as the tokenizer's
         ``tokenizer(texts, pairs, truncation=False)["input_ids"]`` lengths)."""
         with self.count_lock:
+            if self._rust is not None and len(texts) == 1:  # no hand-off to the Rust thread pool
+                return [len(self._rust.encode(texts[0], pairs[0] if pairs else None).ids)]
             if self._rust is not None:
                 rows = texts if pairs is None else list(zip(texts, pairs))
                 return [len(e.ids) for e in self._rust.encode_batch(rows, add_special_tokens=True)]
