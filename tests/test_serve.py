@@ -333,7 +333,7 @@ def test_real_process_serves_and_stops_cleanly_on_sigterm(tiny_model_dir, tiny_e
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # importing torch alone can take a minute on a busy machine
         while True:
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
@@ -341,7 +341,7 @@ def test_real_process_serves_and_stops_cleanly_on_sigterm(tiny_model_dir, tiny_e
             except httpx.TransportError:
                 pass
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the server did not get ready in 30 s"
+            assert time.monotonic() < deadline, "the server did not get ready in 120 s"
             time.sleep(0.2)
         r = httpx.post(f"{url}/v1/embeddings", json={"input": ["a cat sat"]}, timeout=10)
         assert r.status_code == 200
