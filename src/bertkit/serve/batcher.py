@@ -5,7 +5,10 @@ Each request puts its rows (texts, or (text, pair) tuples) on an asyncio queue w
 the first waiting item, then keeps collecting items of the same key until the token budget
 is reached or ``max_wait_ms`` has passed since the first, runs ONE call of ``run(key, rows)``
 in a thread (the event loop never blocks) and hands every caller exactly its own rows of
-the result. Items of another key wait for the next call, so options never mix.
+the result. Items of another key wait for the next call, so options never mix. The next
+batch is collected while a call runs (and takes what queued until it ended), so under load
+the model goes from one call to the next without waiting ``max_wait_ms`` each time, while
+the event loop answers and reads requests beside it.
 """
 
 from __future__ import annotations
@@ -59,13 +62,14 @@ class Batcher:
         self.max_queue, self.batching = max_queue, batching
         self._queue: asyncio.Queue | None = None
         self._held: deque = deque()  # items taken from the queue, waiting for their key's turn
+        self._next: list = []  # the batch being collected, or waiting for the model to be free
         self._task: asyncio.Task | None = None
         self._closing = self._stopping = False
         if metrics is not None:
             metrics.queue_depth[name] = self.depth
 
     def depth(self) -> int:
-        return (self._queue.qsize() if self._queue is not None else 0) + len(self._held)
+        return (self._queue.qsize() if self._queue is not None else 0) + len(self._held) + len(self._next)
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -85,6 +89,10 @@ class Batcher:
 
     async def submit(self, key, rows: list, n_tokens: int):
         """Queue ``rows``; returns their part of the result (same length and order)."""
+        return await self.put(key, rows, n_tokens)  # a cancelled caller leaves the item; its rows are dropped
+
+    def put(self, key, rows: list, n_tokens: int) -> asyncio.Future:
+        """Queue ``rows``; the future gets their part of the result. Cancel it to drop them."""
         if self._task is None or self._closing:
             raise ApiError(503, "The server is shutting down; retry on another instance.",
                            type="unavailable", headers={"Retry-After": "1"})
@@ -93,7 +101,7 @@ class Batcher:
                            type="overloaded", headers={"Retry-After": "1"})
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(key, list(rows), int(n_tokens), future))
-        return await future  # a cancelled caller leaves the item; its rows are dropped
+        return future
 
     # ------------------------------------------------------------------ worker
     async def _get(self, timeout: float):
@@ -105,45 +113,56 @@ class Batcher:
         except asyncio.TimeoutError:
             return None
 
-    async def _collect(self, first: _Item) -> list:
-        """``first`` plus the waiting items of its key that fit the token budget and the wait."""
+    async def _collect(self, first: _Item, busy: asyncio.Future | None = None) -> list:
+        """``first`` plus the waiting items of its key that fit the token budget and the wait.
+
+        ``busy`` is the model call still in flight: once the wait is over, what queues until
+        that call ends joins this batch too (it could not start any earlier), so a backlog
+        never waits ``max_wait_ms`` again after the model frees up.
+        """
         batch, tokens = [first], first.n_tokens
+        self._next = batch  # still waiting: counted in the queue depth
         if not self.batching:
             return batch
         deadline = time.monotonic() + self.max_wait
         skipped, full = [], False  # skipped: other keys or over budget, kept in order
-        held, self._held = list(self._held), deque()
-        for item in held:
+
+        def take(item: _Item) -> None:
+            nonlocal tokens, full
             if full or item.key != first.key or tokens + item.n_tokens > self.max_batch_tokens:
                 full = full or item.key == first.key
                 skipped.append(item)
             else:
                 batch.append(item)
                 tokens += item.n_tokens
-        while not full and tokens < self.max_batch_tokens:
-            item = await self._get(deadline - time.monotonic())
-            if item is None:
+
+        held, self._held = list(self._held), deque()
+        for item in held:
+            take(item)
+        while True:
+            while not full and tokens < self.max_batch_tokens:
+                item = await self._get(deadline - time.monotonic())
+                if item is None:
+                    break
+                if item is _STOP:
+                    self._stopping = True  # drain: take only what is queued already
+                elif not item.future.done():  # else its caller went away
+                    take(item)
+            if busy is None or busy.done() or full or tokens >= self.max_batch_tokens:
                 break
-            if item is _STOP:
-                self._stopping = True  # drain: take only what is queued already
-                continue
-            if item.future.done():  # its caller went away
-                continue
-            if item.key != first.key or tokens + item.n_tokens > self.max_batch_tokens:
-                skipped.append(item)
-                full = item.key == first.key
-                continue
-            batch.append(item)
-            tokens += item.n_tokens
+            await asyncio.wait({busy})
+            deadline = 0.0  # then take only what queued meanwhile
+
         self._held.extend(skipped)
         return batch
 
     async def _worker(self) -> None:
+        running = None  # the model call in flight; the next batch is collected meanwhile
         while True:
             if self._held:
                 first = self._held.popleft()
             elif self._stopping and self._queue.empty():
-                return
+                break
             else:
                 first = await self._queue.get()
             if first is _STOP:
@@ -151,7 +170,13 @@ class Batcher:
                 continue
             if first.future.done():
                 continue
-            await self._run(await self._collect(first))
+            batch = await self._collect(first, running)
+            if running is not None:
+                await running  # one model call at a time
+            running = asyncio.ensure_future(self._run(batch))
+            self._next = []
+        if running is not None:
+            await running
 
     async def _run(self, batch: list) -> None:
         live = [it for it in batch if not it.future.done()]

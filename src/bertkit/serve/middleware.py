@@ -35,11 +35,30 @@ def route_label(app, scope) -> str:
     return "other"
 
 
+class _Labels:
+    """:func:`route_label` remembered per (method, path) of a route without path parameters,
+    so a request does not walk the route table once more for its metric."""
+
+    def __init__(self, app):
+        self.app = app
+        self.fixed = {}
+        for route in app.router.routes:
+            path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+            if path and methods and "{" not in path:
+                for method in methods:
+                    self.fixed.setdefault((method, path), path)
+
+    def __call__(self, scope) -> str:
+        label = self.fixed.get((scope.get("method"), scope["path"]))
+        return label if label is not None else route_label(self.app, scope)
+
+
 class Guard:
     """Checks the API key, the body (size, UTF-8, JSON) and records request metrics."""
 
     def __init__(self, app, *, state):
         self.app, self.state = app, state
+        self._labels = None  # built on the first request, once every route is added
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -58,9 +77,9 @@ class Guard:
                 return await send_json(send_status, e.status, e.body(), e.headers)
             await self.app(scope, receive, send_status)
         finally:
-            fastapi_app = self.state.fastapi_app
-            self.state.metrics.observe_request(route_label(fastapi_app, scope), status[0],
-                                               time.perf_counter() - t0)
+            if self._labels is None:
+                self._labels = _Labels(self.state.fastapi_app)
+            self.state.metrics.observe_request(self._labels(scope), status[0], time.perf_counter() - t0)
 
     async def _check(self, scope, receive):
         path = scope["path"]

@@ -26,10 +26,25 @@ class Served:
         self.lock = threading.Lock()
         self.count_lock = threading.Lock()
         self.counter = copy.deepcopy(obj.tokenizer)
+        # The Rust tokenizer behind a fast tokenizer counts ~2x cheaper than the Hugging Face
+        # call, whose Python conversion of each encoding is most of a short text's cost. Its
+        # own copy, never truncating or padding (the HF call re-sets those on every call).
+        backend = getattr(obj.tokenizer, "backend_tokenizer", None)
+        self._rust = None
+        if backend is not None and hasattr(backend, "encode_batch"):
+            self._rust = copy.deepcopy(backend)
+            self._rust.no_truncation()
+            self._rust.no_padding()
 
     def count(self, texts: list, pairs: list | None = None) -> list:
-        """Tokens of each text (pair) before truncation, specials included."""
+        """Tokens of each text (pair) before truncation, specials included (as the tokenizer's
+        ``tokenizer(texts, pairs, truncation=False)["input_ids"]`` lengths)."""
         with self.count_lock:
+            if self._rust is not None and len(texts) == 1:  # no hand-off to the Rust thread pool
+                return [len(self._rust.encode(texts[0], pairs[0] if pairs else None).ids)]
+            if self._rust is not None:
+                rows = texts if pairs is None else list(zip(texts, pairs))
+                return [len(e.ids) for e in self._rust.encode_batch(rows, add_special_tokens=True)]
             ids = self.counter(texts, pairs, truncation=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
@@ -81,8 +96,35 @@ def classify_rows(clf, key: bool, rows: list) -> np.ndarray:
     return clf.predict_proba(texts, pairs)
 
 
+try:  # optional (in the serve extra): writes float32 arrays ~20x faster than json + tolist
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+
 def embedding_json(vec: np.ndarray, fmt: str):
-    """One vector as a list of floats, or base64 of its little-endian float32 bytes."""
+    """One vector for :func:`dumps`: the float32 array itself (written as JSON floats that
+    read back as the same float32 values), or base64 of its little-endian float32 bytes."""
     if fmt == "base64":
         return base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode("ascii")
-    return vec.astype(float).tolist()
+    return np.ascontiguousarray(vec, dtype=np.float32)
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.astype(float).tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(payload: dict) -> bytes:
+    """``payload`` as compact JSON bytes; numpy arrays become lists of floats.
+
+    With orjson a float32 becomes its shortest decimal form (0.1 for float32(0.1)), else
+    the standard library writes the float64 of each value (0.10000000149011612); both read
+    back as the same float32.
+    """
+    if orjson is not None:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    import json
+
+    return json.dumps(payload, separators=(",", ":"), default=_plain).encode("utf-8")
