@@ -43,7 +43,7 @@ def model_dir(tiny_model_dir, tmp_path_factory):
 
 def test_train_json(tiny_model_dir, tmp_path):
     result = run(*tiny_train_args(tiny_model_dir, tmp_path / "m", "--json", "--epochs", "1",
-                                  "--head", "linear", "--seed", "3"))
+                                  "--head-type", "linear", "--seed", "3"))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["metric"] == "accuracy" and len(data["history"]) == 1
@@ -53,19 +53,19 @@ def test_train_json(tiny_model_dir, tmp_path):
 
 
 def test_evaluate_json_and_text(model_dir, tmp_path):
-    result = run("evaluate", "--model", model_dir, "--data", TOPICS, "--json")
+    result = run("evaluate", "--model", model_dir, "--input", TOPICS, "--json")
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     assert {"accuracy", "mcc", "f1_macro", "per_class", "confusion_matrix", "n"} <= set(m)
     assert m["n"] == 90
     png = tmp_path / "cm.png"
-    result = run("evaluate", "--model", model_dir, "--data", TOPICS, "--plot", png)
+    result = run("evaluate", "--model", model_dir, "--input", TOPICS, "--png", png)
     assert result.exit_code == 0 and "confusion matrix" in result.stdout and png.exists()
     assert "precision" in result.stdout and "sport" in result.stdout
 
 
 def test_evaluate_headerless_columns(model_dir):
-    result = run("evaluate", "--model", model_dir, "--data", os.path.join(FIX, "train_cola_like.tsv"),
+    result = run("evaluate", "--model", model_dir, "--input", os.path.join(FIX, "train_cola_like.tsv"),
                  "--columns", "source,label,mark,sentence", "--text-column", "sentence")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Label '1'") and "not seen in training" in result.stderr
@@ -100,8 +100,8 @@ def test_predict_text_and_file(model_dir, tmp_path):
     (["predict", "--model", "{model}", "--input", TOPICS], 2, "--input needs --output"),
     (["predict", "--model", "{model}", "--input", TOPICS, "--output", "{tmp}/x.txt"], 1,
      "Error: --output must end in"),
-    (["evaluate", "--data", TOPICS], 2, "evaluate needs --model"),
-    (["evaluate", "--model", "{tmp}/nomodel", "--data", TOPICS], 1, "Error: Model folder"),
+    (["evaluate", "--input", TOPICS], 2, "evaluate needs --model"),
+    (["evaluate", "--model", "{tmp}/nomodel", "--input", TOPICS], 1, "Error: Model folder"),
 ])
 def test_errors_are_one_line(model_dir, tmp_path, args, code, message):
     args = [a.format(tmp=tmp_path, model=model_dir) for a in args]
