@@ -105,7 +105,7 @@ def test_search_refuses_an_index_of_another_backend(tiny_model_dir, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     index = tmp_path / "corpus.npz"
-    base = ["search", "--corpus", corpus, "--query", "a game", "--model", tiny_model_dir, "--index", index]
+    base = ["search", "--input", corpus, "--query", "a game", "--model", tiny_model_dir, "--index", index]
     built = ok_json(run(*base, "--backend", "torch", "--json"))
     assert built["index"]["action"] == "built" and index.is_file()
     stamp = index.stat().st_mtime_ns
@@ -138,7 +138,7 @@ def test_missing_onnxruntime_is_one_error_line(clf_dir, tiny_model_dir, tmp_path
         "predict": ["predict", "--model", clf_dir, "the team won"],
         "evaluate": ["evaluate", "--model", clf_dir, "--input", TOPICS],
         "similarity": ["similarity", "sentences", "a cat", "a dog", "--model", tiny_model_dir],
-        "search": ["search", "--corpus", corpus, "--query", "a game", "--model", tiny_model_dir,
+        "search": ["search", "--input", corpus, "--query", "a game", "--model", tiny_model_dir,
                    "--index", tmp_path / "i.npz"],
     }[command]
     line = one_error_line(run(*args, "--backend", "onnx-int8"))

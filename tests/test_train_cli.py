@@ -43,7 +43,7 @@ def model_dir(tiny_model_dir, tmp_path_factory):
 
 def test_train_json(tiny_model_dir, tmp_path):
     result = run(*tiny_train_args(tiny_model_dir, tmp_path / "m", "--json", "--epochs", "1",
-                                  "--head", "linear", "--seed", "3"))
+                                  "--head-type", "linear", "--seed", "3"))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["metric"] == "accuracy" and len(data["history"]) == 1
