@@ -99,7 +99,8 @@ def setup(tmp_path_factory):
     config = AutoConfig.from_pretrained(model)
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
     config.save_pretrained(model)
-    rows = list(csv.reader(open(os.path.join(FIX, "train_topics.csv"), encoding="utf-8")))
+    with open(os.path.join(FIX, "train_topics.csv"), encoding="utf-8") as f:
+        rows = list(csv.reader(f))
     for name, part in (("train.csv", rows[1:65]), ("val.csv", rows[65:88])):
         with open(root / name, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows([rows[0]] + part)
@@ -143,8 +144,8 @@ def test_two_processes_train_export_and_resume(setup, tmp_path):
     two, err = _finish(_launch(root, tmp_path / "two"))
     assert err.count("Training on 2 processes") == 1 and err.count("epoch 2/2") == 1
     out = tmp_path / "two"
-    args = json.load(open(out / "training_args.json"))
-    metrics = json.load(open(out / "metrics.json"))
+    args = json.loads((out / "training_args.json").read_text(encoding="utf-8"))
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert args["num_processes"] == 2 and args["n_validation"] == 23
     assert metrics["validation"]["n"] == 23 == np.sum(metrics["validation"]["confusion_matrix"])
     assert sorted(os.listdir(out)) == sorted(["config.json", "model.safetensors", "tokenizer.json",

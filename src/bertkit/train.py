@@ -154,8 +154,9 @@ def _make_accelerator(config: TrainConfig):
     precisions (the Python API, tests). So the Accelerator always gets
     ``mixed_precision="no"`` and bertkit runs bf16/fp16 itself (``torch.autocast`` around
     the forward passes, a ``GradScaler`` for fp16): ``--precision`` decides, not accelerate's
-    config. Only plain data parallelism (DDP, what ``accelerate launch --num_processes N``
-    and ``--multi_gpu`` give) is supported; FSDP, DeepSpeed and TPUs are refused.
+    config. Only plain data parallelism (DDP: ``accelerate launch --multi_gpu --num_processes
+    N`` or ``torchrun``, on GPUs or CPU processes) is supported; FSDP, DeepSpeed and TPUs are
+    refused with one line.
 
     Returns
     -------
@@ -173,8 +174,8 @@ def _make_accelerator(config: TrainConfig):
         raise InputError(f"bertkit train runs on one device or as data-parallel processes "
                          f"(accelerate launch --num_processes N); the accelerate setting "
                          f"distributed_type={accelerator.distributed_type.value} is not supported. "
-                         "Choose 'multi-GPU' or 'multi-CPU' in `accelerate config`.")
-    return accelerator, resolve_precision(config.precision, accelerator.device.type)
+                         "Choose multi-GPU (also for CPU processes) in `accelerate config`.")
+    return accelerator, resolve_precision(config.precision, "cpu" if accelerator.device.type == "cpu" else "cuda")
 
 
 def _stderr(message: str) -> None:
@@ -325,8 +326,9 @@ def _encode(run: _Run, train, validation) -> None:
 
 
 def _build(run: _Run, data_info: dict | None) -> None:
-    """Data loaders, AdamW, the warm-up/decay schedule and class weights, handed to
-    accelerate; and the run's facts (``run.run_info``)."""
+    """Data loaders (this process's parts of the batches), the model handed to accelerate,
+    AdamW, the warm-up/decay schedule, the fp16 scaler and class weights; and the run's
+    facts (``run.run_info``)."""
     import numpy as np
     import torch
 
