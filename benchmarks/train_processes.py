@@ -57,6 +57,7 @@ def _command(processes: int, train: Path, out: Path, args) -> tuple[list, dict]:
     bertkit = ["-m", "bertkit", "train", "--train", str(train), "--validation", str(DATA / "out_of_domain_dev.tsv"),
                "--columns", "source,label,mark,sentence", "--text-column", "sentence", "--label-column", "label",
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--max-length", "64",
+               *(["--lr", str(args.lr)] if args.lr else []),
                "--precision", "fp32", "--seed", str(args.seed), "--output", str(out), "--json", "--no-progress"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
     if processes == 1:
@@ -117,6 +118,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32, help="global batch (each of 2 processes takes half)")
     p.add_argument("--seeds", default="1,2")
+    p.add_argument("--lr", type=float, default=None, help="default: bertkit's (1e-4)")
     p.add_argument("--threads", type=int, default=2, help="cores in all: 1 process x N threads, or N processes x 1")
     p.add_argument("--output", default=str(RESULTS))
     args = p.parse_args()
@@ -130,7 +132,7 @@ def main() -> None:
                 print(table(runs[-1:]).splitlines()[-1], flush=True)
     record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": _cpu_name(),
               "cpu_count": os.cpu_count(), "train_limit": args.train_limit, "epochs": args.epochs,
-              "batch_size": args.batch_size, "threads": args.threads, "runs": runs}
+              "batch_size": args.batch_size, "lr": args.lr or 1e-4, "threads": args.threads, "runs": runs}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(table(runs))
