@@ -3,7 +3,8 @@
 * :func:`length_sorted_batches` - inference: positions sorted longest first and cut into
   batches of at most ``batch_size`` items and (optionally) ``max_tokens`` padded tokens;
 * :class:`LengthGroupedBatches` - training: the same cut inside shuffled groups, in an order
-  that depends only on (seed, epoch);
+  that depends only on (seed, epoch); :class:`ShardedBatches` - one process's part of each
+  of those batches (multi-process training);
 * :func:`pad` - id lists to rectangular arrays (ids, attention mask, token types), padded
   only to the batch's own longest row; :func:`pad_batch` is the ``DataLoader`` collation
   built on it.
@@ -107,6 +108,44 @@ class LengthGroupedBatches:
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+def shard_batch(batch: list, rank: int, world: int) -> list:
+    """Process ``rank``'s part (of ``world``) of one global batch: every ``world``-th position
+    from ``rank`` on, so that each part holds long and short rows alike (a batch is sorted
+    longest first) and the processes finish their forward passes together.
+
+    A part that would be empty (a batch with fewer rows than processes) is the batch's first
+    position written as ``-1 - position``: the process still takes part in the gradient
+    exchange, and :class:`ShardedBatches`' readers give that row no weight.
+    """
+    part = batch[rank::world]
+    return part if part else [-1 - batch[0]]
+
+
+class ShardedBatches:
+    """One process's share of every training batch, for ``DataLoader(batch_sampler=...)``.
+
+    Every process reads the same global batches (:class:`LengthGroupedBatches`, an order
+    fixed by (seed, epoch)) and takes its part of each (:func:`shard_batch`), so N processes
+    make the same optimizer steps on the same examples as one process with the same
+    ``batch_size``; ``start`` skips the first batches of the epoch (a resumed run).
+    """
+
+    def __init__(self, batches: LengthGroupedBatches, rank: int = 0, world: int = 1):
+        self.global_batches, self.rank, self.world = batches, rank, world
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.global_batches.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        for batch in self.global_batches.batches()[self.start:]:
+            yield shard_batch(batch, self.rank, self.world)
+
+    def __len__(self) -> int:
+        return len(self.global_batches) - self.start
 
 
 def pad(id_lists, pad_id: int, type_lists=None) -> dict:

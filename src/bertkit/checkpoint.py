@@ -13,7 +13,9 @@ its own format, made only of safetensors (tensors) and JSON (everything else)::
     scheduler.json         the learning-rate schedule's position
     scaler.json            the fp16 loss scaler, when there is one
     state.json             the loop's own state (epoch, step, history, best score)
-    rng_<process>.json     each process's python, numpy and torch random states
+    rng_<process>.json     each process's python, numpy and torch random states, and under
+                           "process" its own part of the loop's state (the epoch's running
+                           loss sums: every process of a multi-process run has its own)
 
 Reading verifies every file against the sha256 in ``checkpoint.json`` before parsing it,
 so a damaged or edited checkpoint is refused with one line instead of half-loaded. Files
@@ -114,18 +116,19 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(folder, *, model, optimizer, scheduler, train_state: dict, scaler=None,
-                    process_index: int = 0, is_main: bool = True) -> None:
+                    process_index: int = 0, is_main: bool = True, process_state: dict | None = None) -> None:
     """Write a checkpoint into ``folder`` (which the caller then renames into place).
 
-    Every process writes its own ``rng_<process_index>.json``; the main process writes the
-    rest and, last, ``checkpoint.json`` with the sha256 of every file. Call it on every
-    process with a barrier after it (``accelerator.wait_for_everyone()``).
+    Every process writes its own ``rng_<process_index>.json`` (its random states and
+    ``process_state``, the JSON-able entries of ``train_state`` that differ by process); the
+    main process writes the rest and, last, ``checkpoint.json`` with the sha256 of every
+    file. Call it on every process with a barrier after it (``accelerator.wait_for_everyone()``).
     """
     from safetensors.torch import save_file, save_model
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / f"rng_{process_index}.json", rng_state())
+    _write_json(folder / f"rng_{process_index}.json", {**rng_state(), "process": process_state or {}})
     if not is_main:
         return
     save_model(model, str(folder / "model.safetensors"))  # handles tied weights
@@ -181,7 +184,7 @@ def _verified(folder: Path) -> dict:
 def load_checkpoint(folder, *, model, optimizer, scheduler, scaler=None,
                     process_index: int = 0) -> dict:
     """Restore what :func:`save_checkpoint` wrote into the given objects; returns the
-    loop's state dict. Raises :class:`InputError` (one line) for a damaged, edited or
+    loop's state dict (``state.json``, updated with this process's own entries). Raises :class:`InputError` (one line) for a damaged, edited or
     foreign checkpoint; never unpickles anything."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, load_model
@@ -201,8 +204,10 @@ def load_checkpoint(folder, *, model, optimizer, scheduler, scaler=None,
         scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text(encoding="utf-8")))
         if scaler is not None:
             scaler.load_state_dict(json.loads((folder / "scaler.json").read_text(encoding="utf-8")))
-        set_rng_state(json.loads((folder / f"rng_{process_index}.json").read_text(encoding="utf-8")))
+        rng = json.loads((folder / f"rng_{process_index}.json").read_text(encoding="utf-8"))
+        set_rng_state(rng)
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        state.update(rng.get("process", {}))
     except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise _damaged(folder, first[:200]) from e

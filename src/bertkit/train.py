@@ -1,7 +1,10 @@
 """Fine-tuning a sequence classifier: one Accelerate loop that reads top to bottom.
 
 The same code runs on a CPU, one GPU, or many under ``accelerate launch``/``torchrun``:
-``Accelerator`` places the model, shards the batches and syncs gradients. Around the loop:
+``Accelerator`` places the model and wraps it for gradient exchange (DDP); bertkit shards
+the batches itself, so N processes train on exactly the batches one process would (each
+process takes a part of every batch, :class:`bertkit.batching.ShardedBatches`), and only the
+main process writes files. Around the loop:
 
 * batches of similar length (little compute spent on padding), in an order that depends
   only on (seed, epoch);
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .batching import LengthGroupedBatches, model_inputs, pad_batch  # noqa: F401 (re-exported)
+from .batching import LengthGroupedBatches, ShardedBatches, model_inputs, pad_batch  # noqa: F401
 from .errors import InputError
 from .train_config import (  # noqa: F401 (re-exported: bertkit.train is the public module)
     CLASS_WEIGHTS, DEFAULT_MAX_LENGTH, METRIC_CHOICES, PRECISIONS, TrainConfig, cpu_has_amx,
@@ -48,7 +51,9 @@ from .train_report import _OUTPUT_FILES, _check_output, _export, stats_table  # 
 class TrainState:
     """Where the loop is (epoch, batch, step), the epoch's running loss, the per-epoch
     history, the per-step log (steps.csv) and the best validation score; saved as JSON in
-    every checkpoint."""
+    every checkpoint (the ``PER_PROCESS`` fields by every process, the rest by the main one)."""
+
+    PER_PROCESS = ("loss_sum", "loss_count", "examples", "train_time")
 
     def __init__(self):
         self.epoch = 0             # epochs finished
@@ -105,21 +110,36 @@ class _Run:
     enc_val: Any = None       # M examples, or None
     model: Any = None
     tokenizer: Any = None
-    train_batches: Any = None  # LengthGroupedBatches over the training set
+    train_batches: Any = None  # LengthGroupedBatches over the training set (global batches)
+    train_shards: Any = None   # ShardedBatches: this process's part of each
     train_loader: Any = None
-    val_loader: Any = None
+    val_loader: Any = None     # this process's share of the validation batches
     optimizer: Any = None
     scheduler: Any = None
+    precision: str = "no"     # "no", "bf16" or "fp16" (resolve_precision)
+    scaler: Any = None        # torch.amp.GradScaler, enabled for fp16 only
     class_weight: Any = None  # (K,) float32, or None
     lr_source: str = "--lr"   # where config.lr came from (the run's first line says)
     window_loss: Any = None   # () tensor: training loss summed since the last steps.csv row
     last_lr: float | None = None  # the learning rate of the latest optimizer step
+    example_weight: Any = None  # (N,) float64: each training example's loss weight
     run_info: dict = field(default_factory=dict)  # run.json and training_args.json
     state: TrainState = field(default_factory=TrainState)
 
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def autocast(self):
+        """The forward passes' mixed-precision context (none for fp32)."""
+        import contextlib
+
+        import torch
+
+        if self.precision == "no":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.accelerator.device.type, dtype=dtype)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -135,21 +155,35 @@ class _Run:
 
 
 def _make_accelerator(config: TrainConfig):
-    """A fresh ``Accelerator`` for ``config`` (device, accumulation, precision). accelerate
-    keeps its settings in process-wide singletons and refuses another precision once they
-    are set; a process that trains twice with other settings (the Python API, tests) starts
-    each run from a clean state. Under ``accelerate launch`` (several processes) nothing is
-    reset."""
+    """An ``Accelerator`` for ``config``'s device, and the precision to train in.
+
+    accelerate keeps its settings in process-wide singletons and refuses another
+    ``mixed_precision`` once they are set, yet a process may train twice with other
+    precisions (the Python API, tests). So the Accelerator always gets
+    ``mixed_precision="no"`` and bertkit runs bf16/fp16 itself (``torch.autocast`` around
+    the forward passes, a ``GradScaler`` for fp16): ``--precision`` decides, not accelerate's
+    config. Only plain data parallelism (DDP: ``accelerate launch --multi_gpu --num_processes
+    N`` or ``torchrun``, on GPUs or CPU processes) is supported; FSDP, DeepSpeed and TPUs are
+    refused with one line.
+
+    Returns
+    -------
+    (Accelerator, str)
+        The accelerator and the precision: "no", "bf16" or "fp16".
+    """
     import torch
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState, PartialState
+    from accelerate.utils import DistributedType
 
     cpu = config.device == "cpu" or (config.device in (None, "", "auto") and not torch.cuda.is_available())
-    precision = resolve_precision(config.precision, "cpu" if cpu else "cuda")
-    if AcceleratorState._shared_state and PartialState().num_processes == 1:
-        AcceleratorState._reset_state()
-        GradientState._reset_state()
-    return Accelerator(cpu=cpu, gradient_accumulation_steps=config.grad_accum, mixed_precision=precision)
+    accelerator = Accelerator(cpu=cpu, mixed_precision="no")
+    supported = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if accelerator.distributed_type not in supported:
+        raise InputError(f"bertkit train runs on one device or as data-parallel processes "
+                         f"(accelerate launch --num_processes N); the accelerate setting "
+                         f"distributed_type={accelerator.distributed_type.value} is not supported. "
+                         "Choose multi-GPU (also for CPU processes) in `accelerate config`.")
+    return accelerator, resolve_precision(config.precision, "cpu" if accelerator.device.type == "cpu" else "cuda")
 
 
 def _stderr(message: str) -> None:
@@ -205,12 +239,17 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     config.check()
     set_threads()  # BERTKIT_THREADS, when set
     out = Path(output)
+    accelerator, precision = _make_accelerator(config)
     _check_output(out, resume, overwrite)
-    accelerator = _make_accelerator(config)
-    run = _Run(config, accelerator, out, (log or _silent) if accelerator.is_main_process else _silent)
+    accelerator.wait_for_everyone()  # every process has looked at --output before one writes
+    run = _Run(config, accelerator, out, (log or _silent) if accelerator.is_main_process else _silent,
+               precision=precision)
     _prepare_data(run, train, validation, label_names)
     _build(run, data_info)
     _resume(run, resume, overwrite)
+    if accelerator.num_processes > 1:
+        run.say(f"Training on {accelerator.num_processes} processes ({accelerator.device.type}): "
+                f"each takes 1/{accelerator.num_processes} of every batch of {run.config.batch_size}.")
 
     started = time.time()
     for epoch in range(run.state.epoch, run.config.epochs):
@@ -310,8 +349,10 @@ def _encode(run: _Run, train, validation) -> None:
 
 
 def _build(run: _Run, data_info: dict | None) -> None:
-    """Data loaders, AdamW, the warm-up/decay schedule and class weights, handed to
-    accelerate; and the run's facts (``run.run_info``)."""
+    """Data loaders (this process's parts of the batches), the model handed to accelerate,
+    AdamW, the warm-up/decay schedule, the fp16 scaler and class weights; and the run's
+    facts (``run.run_info``)."""
+    import numpy as np
     import torch
 
     from .train_loop import _Collate, _Examples
@@ -320,29 +361,33 @@ def _build(run: _Run, data_info: dict | None) -> None:
     pad_id = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
     run.train_batches = LengthGroupedBatches(run.enc_train.lengths, config.batch_size,
                                              max_tokens=config.batch_tokens, seed=config.seed)
-    train_loader = torch.utils.data.DataLoader(_Examples(run.enc_train, run.y_train),
-                                               batch_sampler=run.train_batches, collate_fn=_Collate(pad_id))
-    # Steps count the whole data set (all processes): accelerate steps the scheduler once
-    # per process on every optimizer step.
+    run.train_shards = ShardedBatches(run.train_batches, acc.process_index, acc.num_processes)
+    run.train_loader = torch.utils.data.DataLoader(_Examples(run.enc_train, run.y_train),
+                                                   batch_sampler=run.train_shards, collate_fn=_Collate(pad_id))
+    # One optimizer step per grad_accum global batches, and at each epoch's end; the same
+    # count on every process, whatever their number.
     batches_per_epoch = [len(run.train_batches.batches(e)) for e in range(config.epochs)]
     total_steps = sum(-(-b // config.grad_accum) for b in batches_per_epoch)
     warmup_steps = int(config.warmup_ratio * total_steps)
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = make_optimizer(decay, no_decay, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
-    run.model, run.optimizer, run.train_loader, run.scheduler = acc.prepare(
-        model, optimizer, train_loader, scheduler)
-    if run.enc_val is not None:
-        run.val_loader = acc.prepare(torch.utils.data.DataLoader(
+    run.model = acc.prepare(model)  # on the device; wrapped in DDP under several processes
+    run.optimizer = make_optimizer(decay, no_decay, lr=config.lr, weight_decay=config.weight_decay)
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        run.optimizer, lambda step: lr_factor(step, warmup_steps, total_steps))
+    run.scaler = torch.amp.GradScaler(acc.device.type, enabled=run.precision == "fp16")
+    if run.enc_val is not None:  # every process evaluates every N-th batch; evaluate gathers
+        val_batches = LengthGroupedBatches(run.enc_val.lengths, config.eval_batch_size, shuffle=False)
+        run.val_loader = torch.utils.data.DataLoader(
             _Examples(run.enc_val, run.y_val), collate_fn=_Collate(pad_id),
-            batch_sampler=LengthGroupedBatches(run.enc_val.lengths, config.eval_batch_size, shuffle=False)))
+            batch_sampler=val_batches.batches()[acc.process_index::acc.num_processes])
+    weights = np.ones(len(run.labels))
     if config.class_weights == "auto":  # inverse class frequency, mean 1 over the examples
         n = sum(run.counts.values())
-        run.class_weight = torch.tensor([n / (len(run.labels) * run.counts[name]) for name in run.labels],
-                                        dtype=torch.float32).to(acc.device)  # (K,)
+        weights = np.array([n / (len(run.labels) * run.counts[name]) for name in run.labels])
+        run.class_weight = torch.tensor(weights, dtype=torch.float32).to(acc.device)  # (K,)
+    run.example_weight = weights[np.asarray(run.y_train)]  # (N,)
     n_val = len(run.enc_val) if run.enc_val is not None else 0
     run.run_info = {
         "config": config.to_dict(), "model_resolved": run.resolved, "labels": run.labels,
@@ -350,7 +395,7 @@ def _build(run: _Run, data_info: dict | None) -> None:
         "n_train": len(run.enc_train), "n_validation": n_val,
         "n_truncated": {"train": run.enc_train.n_truncated,
                         "validation": run.enc_val.n_truncated if run.enc_val is not None else 0},
-        "precision": acc.mixed_precision, "num_processes": acc.num_processes,
+        "precision": run.precision, "num_processes": acc.num_processes,
         "total_steps": total_steps, "warmup_steps": warmup_steps,
     }
 
@@ -369,11 +414,13 @@ def _resume(run: _Run, resume: bool, overwrite: bool) -> None:
         run.enc_val.input_ids if run.enc_val is not None else None, run.y_val)
     if resume and run.last_dir.is_dir():
         expected = state.fingerprint
+        _check_processes(run)
         # bertkit's own format (safetensors + JSON): accelerate's load_state would unpickle
         # files from the run folder, and a crafted pickle runs code.
         state.load_state_dict(load_checkpoint(
             run.last_dir, model=acc.unwrap_model(run.model), optimizer=run.optimizer,
-            scheduler=run.scheduler, scaler=acc.scaler, process_index=acc.process_index))
+            scheduler=run.scheduler, scaler=run.scaler if run.scaler.is_enabled() else None,
+            process_index=acc.process_index))
         if state.fingerprint != expected:
             raise InputError(
                 f"The checkpoint in '{run.last_dir}' was made with other data or settings; resume "
@@ -387,6 +434,18 @@ def _resume(run: _Run, resume: bool, overwrite: bool) -> None:
             shutil.rmtree(run.ckpt_dir, ignore_errors=True)
         run.ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_json(run.ckpt_dir / "run.json", run.run_info)
+
+
+def _check_processes(run: _Run) -> None:
+    """Refuse to resume a checkpoint written by another number of processes: each process
+    restores its own random state (``rng_<process>.json``), so only the same number
+    continues the run exactly."""
+    saved = len(list(run.last_dir.glob("rng_*.json")))
+    if saved and saved != run.accelerator.num_processes:
+        raise InputError(
+            f"The checkpoint in '{run.last_dir}' was written by {saved} training process(es) and "
+            f"this run has {run.accelerator.num_processes}; resume with the same number "
+            f"(accelerate launch --num_processes {saved}), or pass --overwrite to start over.")
 
 
 def _finish(run: _Run, started: float) -> dict:

@@ -8,6 +8,7 @@ it trains, so ``bertkit --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -35,6 +36,10 @@ class _Examples:
         return len(self.encoded)
 
     def __getitem__(self, i):
+        if i < 0:  # a stand-in row of an empty batch part (batching.shard_batch): no weight
+            ex = self.encoded.example(-1 - i)
+            ex["label"] = -100  # cross_entropy's ignore_index
+            return ex
         ex = self.encoded.example(i)
         ex["label"] = self.labels[i]
         return ex
@@ -51,25 +56,53 @@ class _Collate:
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator, y_true, labels: list) -> tuple[float, dict]:
+def evaluate(model, loader, accelerator, y_true, labels: list, *, autocast=None) -> tuple[float, dict]:
     """Mean validation loss (unweighted cross-entropy) and the metrics of
     :func:`bertkit.evaluate.classification_metrics` for ``model`` over ``loader``.
 
-    ``y_true`` (N,) holds the class ids of the N examples; each batch carries the examples'
-    ``index`` so that predictions land in place whatever the batch order and sharding.
+    ``y_true`` (N,) holds the class ids of the N examples. Each process runs its own share
+    of the batches (``loader``); each batch carries its examples' ``index``, and one gather
+    at the end puts every prediction in place. Every example must come back exactly once:
+    a duplicate or a gap raises instead of skewing the metrics. ``autocast`` is a
+    context-manager factory for the forward passes (mixed precision), default none.
     """
+    model = accelerator.unwrap_model(model)  # no DDP: the processes run different batch counts
     model.eval()
-    pred = np.zeros(len(y_true), dtype=np.int64)      # (N,)
-    losses = np.zeros(len(y_true), dtype=np.float64)  # (N,)
+    index, pred, loss = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)], \
+        [torch.zeros(0, dtype=torch.float64)]
     for batch in loader:
-        logits = model(**model_inputs(batch)).logits.float()  # (B, K)
-        loss = F.cross_entropy(logits, batch["labels"], reduction="none")  # (B,)
-        logits, loss, index = accelerator.gather_for_metrics((logits, loss, batch["index"]))
-        index = index.cpu().numpy()  # (B_all,) over all processes
-        pred[index] = logits.argmax(dim=-1).cpu().numpy()
-        losses[index] = loss.cpu().numpy()
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            logits = model(**model_inputs(batch)).logits
+        logits = logits.float()  # (B, K)
+        loss.append(F.cross_entropy(logits, batch["labels"], reduction="none").double().cpu())  # (B,)
+        pred.append(logits.argmax(dim=-1).cpu())
+        index.append(batch["index"].cpu())
     model.train()
-    return float(losses.mean()), classification_metrics(y_true, pred, labels)
+    index, pred, loss = _gather_padded(accelerator, torch.cat(index), torch.cat(pred), torch.cat(loss))
+    seen = np.bincount(index, minlength=len(y_true))
+    if len(seen) != len(y_true) or not (seen == 1).all():
+        raise RuntimeError(f"validation gathered {len(index)} predictions for {len(y_true)} examples "
+                           f"({int((seen == 0).sum())} missing, {int((seen > 1).sum())} repeated)")
+    y_pred = np.zeros(len(y_true), dtype=np.int64)   # (N,)
+    losses = np.zeros(len(y_true), dtype=np.float64)  # (N,)
+    y_pred[index], losses[index] = pred, loss
+    return float(losses.mean()), classification_metrics(y_true, y_pred, labels)
+
+
+def _gather_padded(accelerator, index, pred, loss):
+    """This process's (n,) index, prediction and loss arrays gathered from all processes.
+
+    The processes hold different counts, so each pads its arrays to the longest with index
+    -1; the padding is dropped after the gather (gather_for_metrics' own trimming assumes
+    equal batches, which length-grouped batches are not). Returns numpy arrays."""
+    if accelerator.num_processes == 1:
+        return index.numpy(), pred.numpy(), loss.numpy()
+    rows = torch.stack([index.double(), pred.double(), loss])  # (3, n); ids < 2**53 stay exact
+    rows = accelerator.pad_across_processes(rows.to(accelerator.device), dim=1, pad_index=-1)
+    rows = accelerator.gather(rows.T.contiguous()).cpu().numpy()  # (P * n_max, 3)
+    rows = rows[rows[:, 0] >= 0]
+    return rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), rows[:, 2]
 
 
 def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) -> None:
@@ -77,19 +110,18 @@ def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) ->
     run skips what its checkpoint had trained on). Checkpoints every ``save_steps``
     optimizer steps inside the epoch (the epoch's end is :func:`end_epoch`'s), calls
     ``on_step(state)`` after each optimizer step and adds the seconds spent to
-    ``state.train_time``."""
+    ``state.train_time``. Under N processes each reads its part of every batch
+    (:class:`bertkit.batching.ShardedBatches`), so all count the same batches and steps."""
     acc, state, config = run.accelerator, run.state, run.config
-    run.train_batches.set_epoch(epoch)
-    run.train_loader.set_epoch(epoch)
-    loader = run.train_loader
-    if state.batch_in_epoch:
-        loader = acc.skip_first_batches(run.train_loader, state.batch_in_epoch)
+    run.train_shards.set_epoch(epoch, start=state.batch_in_epoch)
     n_batches = len(run.train_batches)
-    bar = tqdm(total=-(-n_batches // acc.num_processes), initial=state.batch_in_epoch,
+    bar = tqdm(total=n_batches, initial=state.batch_in_epoch,
                desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                disable=not (progress and acc.is_local_main_process), file=sys.stderr)
     t0 = time.perf_counter()
-    for batch in loader:
+    for batch in run.train_loader:
+        batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+        step_ends = _step_ends(run)
         run.last_lr = lr = run.optimizer.param_groups[0]["lr"]  # the rate this batch's step uses
         loss = train_step(run, batch)
         state.micro_step += 1
@@ -99,17 +131,17 @@ def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) ->
         state.window_count += 1
         state.loss_sum += float(loss.detach())
         state.loss_count += 1
-        state.examples += int(batch["labels"].shape[0])
+        state.examples += int((batch["labels"] >= 0).sum())
         bar.update(1)
         bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", refresh=False)
-        if acc.sync_gradients:  # this batch completed an optimizer step
+        if step_ends:  # this batch completed an optimizer step
             state.global_step += 1
-            mid_epoch = state.batch_in_epoch < bar.total
+            mid_epoch = state.batch_in_epoch < n_batches
             if config.log_steps and state.global_step % config.log_steps == 0:
-                log_step(run, epoch=epoch + state.batch_in_epoch / bar.total, lr=lr)
+                log_step(run, epoch=epoch + state.batch_in_epoch / n_batches, lr=lr)
             if config.eval_steps and state.global_step % config.eval_steps == 0 and mid_epoch:
                 state.train_time += time.perf_counter() - t0
-                validate_in_epoch(run, epoch, epoch + state.batch_in_epoch / bar.total)
+                validate_in_epoch(run, epoch, epoch + state.batch_in_epoch / n_batches)
                 t0 = time.perf_counter()  # validation time is not training time
             if config.save_steps and state.global_step % config.save_steps == 0 and mid_epoch:
                 state.train_time += time.perf_counter() - t0
@@ -121,23 +153,55 @@ def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) ->
     state.train_time += time.perf_counter() - t0
 
 
+def _step_ends(run) -> bool:
+    """Whether the batch about to be trained on completes an optimizer step: every
+    ``grad_accum`` batches, and at the epoch's last batch."""
+    done = run.state.batch_in_epoch + 1
+    return done % run.config.grad_accum == 0 or done == len(run.train_batches)
+
+
 def train_step(run, batch: dict) -> torch.Tensor:
-    """Forward and backward on one batch; returns its loss, shape (). accelerate's
-    ``accumulate`` turns the optimizer and scheduler steps into no-ops until ``grad_accum``
-    batches have added their gradients."""
-    acc, model, config = run.accelerator, run.model, run.config
+    """Forward and backward on this process's part of one batch; on the batch that ends an
+    accumulation (:func:`_step_ends`), also the gradient exchange, clipping, optimizer and
+    scheduler steps. Returns the loss, shape ().
+
+    The loss (:func:`shard_loss`) is divided by ``grad_accum`` for the backward pass, as
+    accelerate's ``accumulate`` does.
+    """
+    acc, model, config, state = run.accelerator, run.model, run.config, run.state
     # dropout masks depend on (seed, step, process) only, so a resumed run draws the same
-    torch.manual_seed(step_seed(config.seed, run.state.micro_step, acc.process_index))
-    with acc.accumulate(model):
-        logits = model(**model_inputs(batch)).logits  # (B, K)
-        loss = F.cross_entropy(logits.float(), batch["labels"], weight=run.class_weight)  # ()
-        acc.backward(loss)
-        if acc.sync_gradients and config.grad_clip > 0:
-            acc.clip_grad_norm_(model.parameters(), config.grad_clip)
-        run.optimizer.step()
-        run.scheduler.step()
+    torch.manual_seed(step_seed(config.seed, state.micro_step, acc.process_index))
+    step_ends = _step_ends(run)
+    total = run.example_weight[run.train_batches.batches()[state.batch_in_epoch]].sum()
+    with contextlib.nullcontext() if step_ends else acc.no_sync(model):  # exchange on the last only
+        with run.autocast():
+            logits = model(**model_inputs(batch)).logits  # (B, K)
+        loss = shard_loss(logits, batch["labels"], run.class_weight, total, acc.num_processes)
+        run.scaler.scale(loss / config.grad_accum).backward()
+    if step_ends:
+        if config.grad_clip > 0:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scale = run.scaler.get_scale()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        if run.scaler.get_scale() >= scale:  # fp16: a step skipped for inf gradients keeps its lr
+            run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
     return loss
+
+
+def shard_loss(logits, labels, class_weight, total: float, world: int) -> torch.Tensor:
+    """The loss of one process's part of a batch, shape ().
+
+    ``logits`` (B, K) and ``labels`` (B,) are the part (label -100: a stand-in row, no
+    weight); ``class_weight`` (K,) or None; ``total`` the whole global batch's weight (its
+    size without class weights); ``world`` the number of processes. The part's weighted sum
+    of cross-entropies over ``total``, times ``world``: DDP averages the processes'
+    gradients, so the step follows the gradient of the global batch's weighted mean loss,
+    however the batch was split (with one process, exactly ``F.cross_entropy``'s mean).
+    """
+    return F.cross_entropy(logits.float(), labels, weight=class_weight, reduction="sum") * (world / total)
 
 
 def end_epoch(run, epoch: int) -> None:
@@ -176,7 +240,8 @@ def _validate(run, epoch: int, row: dict, *, epoch_end: bool = True) -> bool:
     best so far (main metric, ties to the lower validation loss). At an epoch's end, count
     the epoch as bad for early stopping unless it, or a validation inside it, improved."""
     state = run.state
-    val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels)
+    val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels,
+                                 autocast=run.autocast)
     row.update({"val_loss": val_loss, "val_accuracy": metrics["accuracy"],
                 "val_mcc": metrics["mcc"], "val_f1_macro": metrics["f1_macro"]})
     score = [metrics[run.metric], -val_loss]
@@ -258,7 +323,9 @@ def checkpoint(run) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
     save_checkpoint(tmp, model=acc.unwrap_model(run.model), optimizer=run.optimizer,
-                    scheduler=run.scheduler, scaler=acc.scaler, train_state=run.state.state_dict(),
+                    scheduler=run.scheduler, scaler=run.scaler if run.scaler.is_enabled() else None,
+                    train_state=run.state.state_dict(), process_state={
+                        k: getattr(run.state, k) for k in run.state.PER_PROCESS},
                     process_index=acc.process_index, is_main=is_main)
     acc.wait_for_everyone()
     if is_main:
