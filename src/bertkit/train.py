@@ -106,6 +106,7 @@ class _Run:
     scheduler: Any = None
     class_weight: Any = None  # (K,) float32, or None
     run_info: dict = field(default_factory=dict)  # run.json and training_args.json
+    cls_only: bool = False    # the last layer computes the [CLS] row only (train_fast)
     state: TrainState = field(default_factory=TrainState)
 
     @property
@@ -215,6 +216,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
 def _prepare_data(run: _Run, train, validation, label_names: list | None) -> None:
     """Labels, the model with its head, and the tokenized examples (into ``run``)."""
     from .heads import apply_head, default_head, freeze_encoder
+    from .train_fast import cls_only_last_layer
 
     _prepare_labels(run, train, validation, label_names)
     _load_model(run)
@@ -224,6 +226,8 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
     apply_head(run.model, run.config.head)
     if run.config.freeze_encoder:
         freeze_encoder(run.model)
+    # the last layer skips the rows that the [CLS] logits never read (same maths; train_fast)
+    run.cls_only = cls_only_last_layer(run.model)
     run.model.train()
 
 
@@ -327,7 +331,7 @@ def _build(run: _Run, data_info: dict | None) -> None:
         "n_truncated": {"train": run.enc_train.n_truncated,
                         "validation": run.enc_val.n_truncated if run.enc_val is not None else 0},
         "precision": acc.mixed_precision, "num_processes": acc.num_processes,
-        "total_steps": total_steps, "warmup_steps": warmup_steps,
+        "total_steps": total_steps, "warmup_steps": warmup_steps, "cls_only_last_layer": run.cls_only,
     }
 
 
@@ -368,7 +372,10 @@ def _resume(run: _Run, resume: bool, overwrite: bool) -> None:
 def _finish(run: _Run, started: float) -> dict:
     """Export the kept model, tokenizer, arguments, metrics, stats and plots; drop the
     checkpoints; return the run's result (see :func:`fine_tune`)."""
+    from .train_fast import undo_cls_only
+
     state, out, acc = run.state, run.out, run.accelerator
+    undo_cls_only(acc.unwrap_model(run.model))  # the model handed back runs as loaded
     result = {"output": str(out), "metric": run.metric, "history": state.history,
               "best_epoch": state.best_epoch, "metrics": state.best_metrics,
               "stopped_early": state.stopped_early, "labels": run.labels,
