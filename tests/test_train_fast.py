@@ -83,3 +83,23 @@ def test_training_uses_it_and_hands_back_the_plain_model(tiny_model_dir, tmp_pat
                            lr=5e-4, precision="fp32", device="cpu", verbose=False)
     args = json.loads((tmp_path / "out" / "training_args.json").read_text())
     assert args["cls_only_last_layer"] is True
+
+
+def test_large_blocks_are_reused_without_page_faults():
+    import platform
+    import resource
+
+    from bertkit.train_fast import reuse_large_blocks
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert reuse_large_blocks()
+
+    def faults_of_one_big_gradient():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = torch.zeros(11_000_000)  # 44 MB, over glibc's largest default heap block
+        del block
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_one_big_gradient()
+    assert faults_of_one_big_gradient() < 1000  # ~10,700 pages when each is mmapped afresh
