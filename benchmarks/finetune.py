@@ -1,4 +1,4 @@
-"""Fine-tuning: bertkit against a Hugging Face ``Trainer`` peer, same data, same process.
+"""Fine-tuning: bertkit against a Hugging Face ``Trainer`` peer, same data, one process per run.
 
 For each task the training file is split 90/10 (stratified, seeded, exactly as
 ``bertkit train --val-split 0.1`` does); both tools train on the same 90 %, and the
@@ -10,21 +10,28 @@ metric is measured on the task's test file. Runs per task:
                       4 epochs, no warm-up, AdamW eps 1e-8, clipping 1.0, no weight decay;
 * ``peer-tuned``   -- the same Trainer with lr 5e-5, 3 epochs (the usual tuned setting).
 
-The peer uses dynamic padding (``DataCollatorWithPadding``) and the same ``max_length``
-(128) and the same initial model, a ``BertForSequenceClassification`` on the bundled
-all-MiniLM-L6-v2. Examples/s is training examples processed per second of training
-(validation and test excluded) at the same batch size (32) and max length for both.
+The peer uses dynamic padding (``DataCollatorWithPadding``), **its own length grouping**
+(``TrainingArguments(train_sampling_strategy="group_by_length")`` in transformers 5.x,
+``group_by_length=True`` in 4.x: batches of similar length, as bertkit's), the same
+``max_length`` (128) and the same initial model, a ``BertForSequenceClassification`` on the
+bundled all-MiniLM-L6-v2. Examples/s is training examples processed per second of training
+(validation and test excluded) at the same batch size (32) and max length for both; each
+run is its own Python process, and its peak resident memory (``ru_maxrss``) is recorded.
 
-``--speed`` adds a speed-only comparison on a 2,000-sentence CoLA subset at identical
-hyperparameters (lr 5e-5, batch 32, 1 epoch, no validation) in fp32 and in bf16, so the
-gain from length-grouped batches and from bf16 autocast can be read apart.
+``--speed`` is the speed-only comparison at identical hyperparameters (lr 5e-5, batch 32,
+max length 128, 1 epoch, no warm-up, no validation) against the grouped Trainer: a
+2,000-sentence CoLA subset (1,800 trained on) in fp32, and in bf16 where the CPU has bf16
+matrix instructions (AVX-512 bf16 or AMX), and 3,334 SNLI pairs (3,000 trained on) in fp32;
+``--rounds`` rounds (default 3), the two tools alternating which goes first. It prints the
+CPU model and flags, each run (examples/s, examples per CPU second, peak RSS) and the table
+of ratios.
 
 Results are merged into ``benchmarks/results/finetune.json`` (one task at a time is fine:
 ``--tasks cola``), and ``--table`` prints the table of everything recorded.
 
     python benchmarks/finetune.py --tasks cola --threads 1      # ~35 min on a busy 2-core CPU
     python benchmarks/finetune.py --tasks sst2,snli,agnews --threads 1
-    python benchmarks/finetune.py --speed --threads 2
+    python benchmarks/finetune.py --speed               # ~15 min on an idle 2-core CPU
     python benchmarks/finetune.py --table
 """
 
@@ -34,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,6 +125,7 @@ def run_bertkit(train, val, test, labels, *, seed, **settings) -> dict:
     from bertkit import Classifier
 
     pair = "pair" if "pair" in train else None
+    cpu = _count_cpu_time()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
         clf = Classifier.train(train, validation=val if val is not None and len(val) else None,
@@ -130,12 +139,32 @@ def run_bertkit(train, val, test, labels, *, seed, **settings) -> dict:
         m = clf.evaluate(test, text_column="text", pair_column=pair, label_column="label") if test is not None else None
         args = clf.training_args
     return {"examples_per_s": examples / train_time, "train_seconds": train_time, "wall_seconds": wall,
+            "cpu_examples_per_s": examples / cpu[0], "train_cpu_seconds": cpu[0],
             "epochs_run": len(hist), "best_epoch": clf.training_result["best_epoch"],
             "precision": args["precision"], "config": args["config"],
             "test": _brief(m) if m else None, "history": hist}
 
 
-def run_peer(train, test, labels, *, lr, epochs, seed, batch_size=32, max_length=128, bf16=False) -> dict:
+def _count_cpu_time() -> list:
+    """A one-item list that collects the process CPU seconds (all threads) spent in
+    bertkit's training epochs; CPU time, unlike wall time, hardly depends on other jobs."""
+    from bertkit import train_loop
+
+    total, inner = [0.0], train_loop.train_one_epoch
+
+    def timed(*args, **kwargs):
+        c0 = time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            total[0] += time.process_time() - c0
+
+    train_loop.train_one_epoch = timed
+    return total
+
+
+def run_peer(train, test, labels, *, lr, epochs, seed, batch_size=32, max_length=128, bf16=False,
+             grouped=True) -> dict:
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                               Trainer, TrainingArguments)
@@ -166,22 +195,35 @@ def run_peer(train, test, labels, *, lr, epochs, seed, batch_size=32, max_length
             per_device_eval_batch_size=128, num_train_epochs=epochs, weight_decay=0.0, warmup_steps=0,
             lr_scheduler_type="linear", adam_epsilon=1e-8, max_grad_norm=1.0, seed=seed,
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
-            use_cpu=not torch.cuda.is_available(), bf16=bf16, disable_tqdm=True, dataloader_num_workers=0)
+            use_cpu=not torch.cuda.is_available(), bf16=bf16, disable_tqdm=True, dataloader_num_workers=0,
+            **_grouping(TrainingArguments, grouped))
         trainer = Trainer(model=model, args=args, train_dataset=dataset(train),
                           data_collator=DataCollatorWithPadding(tok))
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         out = trainer.train()
-        wall = time.time() - t0
+        wall, cpu = time.time() - t0, time.process_time() - c0
         m = None
         if test is not None:
             logits = trainer.predict(dataset(test, with_labels=False)).predictions
             m = classification_metrics([label2id[y] for y in test["label"]], np.asarray(logits).argmax(-1), labels)
     return {"examples_per_s": out.metrics["train_samples_per_second"],
             "train_seconds": out.metrics["train_runtime"], "wall_seconds": wall, "epochs_run": epochs,
+            "cpu_examples_per_s": len(train) * epochs / cpu, "train_cpu_seconds": cpu,
             "precision": "bf16" if bf16 else "fp32",
             "config": {"lr": lr, "epochs": epochs, "batch_size": batch_size, "max_length": max_length,
                        "warmup": 0, "weight_decay": 0.0, "seed": seed},
             "test": _brief(m) if m else None}
+
+
+def _grouping(training_args, grouped: bool) -> dict:
+    """The Trainer's own length grouping (its ``LengthGroupedSampler``): transformers 5.x
+    names it ``train_sampling_strategy="group_by_length"``, 4.x ``group_by_length=True``."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(training_args)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length" if grouped else "random"}
+    return {"group_by_length": grouped}
 
 
 def _brief(m: dict) -> dict:
@@ -207,13 +249,78 @@ def save(results: dict) -> None:
     RESULTS.write_text(json.dumps(old, indent=2) + "\n")
 
 
+def cpu_info() -> dict:
+    """The CPU's model name (``lscpu``'s "Model name", from /proc/cpuinfo) and the flags that
+    decide the speed of each precision: AVX2 / AVX-512 for fp32, avx512_bf16 or AMX for bf16."""
+    import torch
+
+    name, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name is None:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux: the platform's name only
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    return {"model": name or platform.processor() or platform.machine(), "flags": [f for f in wanted if f in flags],
+            "torch_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}
+
+
+def cpu_line(cpu: dict) -> str:
+    return (f"CPU: {cpu['model']}, {cpu['cores']} cores; flags {' '.join(cpu['flags']) or '-'}; "
+            f"torch kernels {cpu['torch_capability']}")
+
+
+def bf16_fast(cpu: dict) -> bool:
+    """bf16 matrix products in hardware: AMX or AVX-512 bf16 (else bf16 is emulated, slower)."""
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu["flags"]))
+
+
 def environment(threads: int) -> dict:
     import torch
     import transformers
 
     return {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "transformers": transformers.__version__,
-            "threads": threads, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "threads": threads, "cpu": cpu_info()["model"], "cores": os.cpu_count(),
             "load_avg_start": os.getloadavg()[0]}
+
+
+# ---------------------------------------------------------------------------------- one run per process
+
+
+def spawn(job: dict, threads: int | None) -> dict:
+    """Run one tool on one data set in a fresh Python process (``--one``); its result dict
+    with ``peak_rss_mb``, the child's peak resident memory (``ru_maxrss`` from ``wait4``),
+    so that each figure is that run's own and no run inherits another's caches."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", json.dumps(job), "--one-out", str(out)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        proc = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"benchmark run {job} failed (exit {proc.returncode})")
+        result = json.loads(out.read_text())
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux: kilobytes
+    return result
+
+
+def run_one(job: dict) -> dict:
+    """The child's side of :func:`spawn`: load the data of ``job`` and run its system."""
+    spec = dict(TASKS[job["task"]])
+    train, val, test, labels = load_task(job["task"], spec, job["seed"], job["train_limit"], job["test_limit"])
+    if job.get("no_validation"):
+        val = None
+    if not job.get("test", True):
+        test = None
+    if job["system"] == "bertkit":
+        return run_bertkit(train, val, test, labels, seed=job["seed"], **job.get("settings", {}))
+    return run_peer(train, test, labels, seed=job["seed"], **job["settings"])
 
 
 def run_task(name: str, args) -> dict:
@@ -233,66 +340,107 @@ def run_task(name: str, args) -> dict:
         record["runs"] = {s: {"env": old["env"], **r} for s, r in old["runs"].items() if s not in args.systems}
     for system in args.systems:
         env, t0 = environment(args.threads), time.time()
-        if system == "bertkit":
-            r = run_bertkit(train, val, test, labels, seed=args.seed, verbose=True)
-        else:
-            r = run_peer(train, test, labels, seed=args.seed, **PEERS[system])
+        job = {"task": name, "seed": args.seed, "train_limit": train_limit, "test_limit": test_limit,
+               "system": "bertkit" if system == "bertkit" else "peer",
+               "settings": {"verbose": True} if system == "bertkit" else PEERS[system]}
+        r = spawn(job, args.threads)
         r["env"] = env  # the load on the machine when this run started is in it
         record["runs"][system] = r
         print(f"{system:<11} {r['examples_per_s']:7.1f} examples/s  {spec['metric']} "
               f"{r['test'][spec['metric']]:.4f}  accuracy {r['test']['accuracy']:.4f}  "
-              f"({time.time() - t0:.0f} s)", flush=True)
+              f"peak RSS {r['peak_rss_mb']:,.0f} MB  ({time.time() - t0:.0f} s)", flush=True)
         save({key: record})
     return record
 
 
+#: --speed data: a CoLA subset (short single sentences) and an SNLI subset (pairs, ~2.4x longer)
+SPEED_DATA = {"cola": dict(train_limit=2000, label="CoLA"), "snli": dict(train_limit=3334, label="SNLI pairs")}
+
+
+def speed_jobs(task: str, precision: str, seed: int) -> dict:
+    """The two runs of one --speed cell at identical settings: lr 5e-5, batch 32, max length
+    128, 1 epoch, no warm-up or weight decay, clipping 1.0, no validation, no test."""
+    base = {"task": task, "seed": seed, "train_limit": SPEED_DATA[task]["train_limit"], "test_limit": 10,
+            "no_validation": True, "test": False}
+    bertkit = {"lr": 5e-5, "epochs": 1, "batch_size": 32, "max_length": 128, "warmup_ratio": 0.0,
+               "weight_decay": 0.0, "precision": precision, "verbose": False}
+    peer = {"lr": 5e-5, "epochs": 1, "batch_size": 32, "max_length": 128, "bf16": precision == "bf16",
+            "grouped": True}
+    return {"bertkit": {**base, "system": "bertkit", "settings": bertkit},
+            "trainer-grouped": {**base, "system": "peer", "settings": peer}}
+
+
 def run_speed(args) -> dict:
-    """Identical hyperparameters, fp32 and bf16, on a CoLA subset; two rounds interleaved."""
-    spec = dict(TASKS["cola"])
-    train, _, _, labels = load_task("cola", spec, args.seed, 2000, 10)
-    rows = {}
-    for rnd in range(2):
-        for system, bf16 in (("peer", False), ("bertkit", False), ("peer", True), ("bertkit", True)):
-            key = f"{system}-{'bf16' if bf16 else 'fp32'}"
-            if system == "bertkit":
-                r = run_bertkit(train, None, None, labels, seed=args.seed, lr=5e-5, epochs=1, batch_size=32,
-                                max_length=128, warmup_ratio=0.0, weight_decay=0.0,
-                                precision="bf16" if bf16 else "fp32", verbose=False)
-            else:
-                r = run_peer(train, None, labels, lr=5e-5, epochs=1, seed=args.seed, bf16=bf16)
-            rows.setdefault(key, []).append(r["examples_per_s"])
-            print(f"round {rnd + 1} {key:<13} {r['examples_per_s']:7.1f} examples/s", flush=True)
-    record = {"n_train": len(train), "env": environment(args.threads),
-              "examples_per_s": {k: max(v) for k, v in rows.items()}, "all": rows}
+    """bertkit vs the Trainer with its own length grouping, identical hyperparameters, each
+    run in its own process; ``args.rounds`` rounds, the two tools alternating first."""
+    cpu = cpu_info()
+    print(cpu_line(cpu), flush=True)
+    cells = [(t, "fp32") for t in args.speed_tasks] + ([("cola", "bf16")] if bf16_fast(cpu) else [])
+    runs: dict = {}
+    for rnd in range(args.rounds):
+        for task, precision in cells:
+            jobs = list(speed_jobs(task, precision, args.seed).items())
+            for system, job in (jobs if rnd % 2 == 0 else jobs[::-1]):
+                load = os.getloadavg()[0]
+                r = spawn(job, args.threads)
+                runs.setdefault(f"{task}/{precision}/{system}", []).append(
+                    {"round": rnd + 1, **{k: r[k] for k in ("examples_per_s", "cpu_examples_per_s", "peak_rss_mb",
+                                                             "train_seconds", "train_cpu_seconds")},
+                     "load_avg_start": load})
+                print(f"round {rnd + 1}  {task:<5} {precision}  {system:<16} {r['examples_per_s']:7.1f} examples/s  "
+                      f"({r['cpu_examples_per_s']:6.1f} per CPU second)  peak RSS {r['peak_rss_mb']:6,.0f} MB  "
+                      f"(load {load:.1f})", flush=True)
+    record = {"env": environment(args.threads), "cpu": cpu, "rounds": args.rounds, "runs": runs,
+              "n_train": {t: int(SPEED_DATA[t]["train_limit"] * 0.9) for t in args.speed_tasks}}
     save({"speed": record})
     return record
 
 
+def speed_table(s: dict) -> list:
+    """Lines of the --speed table: best round per tool, the ratio of the best rounds, the
+    median of the per-round ratios (the two runs of a round ran back to back) and the median
+    ratio of training examples per CPU second (all threads; it hardly moves when other jobs
+    share the machine, unlike wall time)."""
+    lines = [cpu_line(s["cpu"]) if "cpu" in s else f"CPU: {s['env']['cpu']}", "",
+             "| data | precision | bertkit examples/s | Trainer (grouped) examples/s | ratio, best rounds | "
+             "ratio, median of rounds | ratio per CPU second | bertkit peak RSS MB | Trainer peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cells = sorted({k.rsplit("/", 1)[0] for k in s["runs"]}, key=lambda c: (c.split("/")[0] != "cola", c))
+    for cell in cells:
+        b, t = s["runs"].get(cell + "/bertkit", []), s["runs"].get(cell + "/trainer-grouped", [])
+        if not b or not t:
+            continue
+        best_b, best_t = max(r["examples_per_s"] for r in b), max(r["examples_per_s"] for r in t)
+        per_round = [x["examples_per_s"] / y["examples_per_s"] for x, y in zip(b, t)]
+        per_cpu = [x.get("cpu_examples_per_s", 0) / y.get("cpu_examples_per_s", 1) for x, y in zip(b, t)]
+        task, precision = cell.split("/")
+        lines.append(
+            f"| {SPEED_DATA[task]['label']} {s['n_train'][task]:,} | {precision} | {best_b:.1f} | {best_t:.1f} | "
+            f"**{best_b / best_t:.2f}x** | {float(np.median(per_round)):.2f}x | {float(np.median(per_cpu)):.2f}x | "
+            f"{max(r['peak_rss_mb'] for r in b):,.0f} | {max(r['peak_rss_mb'] for r in t):,.0f} |")
+    return lines
+
+
 def table() -> str:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    lines = ["| task (train / test) | metric | system | lr, epochs | seed | precision | examples/s | load at start | metric on test | accuracy |",
-             "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| task (train / test) | metric | system | lr, epochs | seed | precision | examples/s | load at start | peak RSS MB | metric on test | accuracy |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
     keys = sorted((k for k in data if k.split("-seed")[0] in TASKS),
                   key=lambda k: (list(TASKS).index(k.split("-seed")[0]), data[k]["seed"]))
     for key in keys:
         rec = data[key]
         for system, r in sorted(rec["runs"].items(), key=lambda kv: kv[0] != "bertkit"):
             c = r["config"]
+            rss = f"{r['peak_rss_mb']:,.0f}" if "peak_rss_mb" in r else "-"
             lines.append(
                 f"| {rec['task']} ({rec['n_train'] + rec['n_validation']:,} / {rec['n_test']:,}) | "
                 f"{rec['metric']} | {system} | {c['lr']:g}, {c['epochs']} | {rec['seed']} | {r['precision']} | "
-                f"{r['examples_per_s']:.1f} | {r.get('env', rec['env'])['load_avg_start']:.1f} | "
+                f"{r['examples_per_s']:.1f} | {r.get('env', rec['env'])['load_avg_start']:.1f} | {rss} | "
                 f"{r['test'][rec['metric']]:.4f} | {r['test']['accuracy']:.4f} |")
-    if "speed" in data:
-        s = data["speed"]["examples_per_s"]
-        lines += ["", f"Speed, CoLA {data['speed']['n_train']:,} sentences, lr 5e-5, batch 32, 1 epoch "
-                      "(best of 2 interleaved rounds):", "",
-                  "| system | fp32 examples/s | bf16 examples/s |", "|---|---:|---:|"]
-        for system in ("peer", "bertkit"):
-            lines.append(f"| {system} | {s.get(system + '-fp32', 0):.1f} | {s.get(system + '-bf16', 0):.1f} |")
-        if s.get("peer-fp32") and s.get("peer-bf16"):
-            lines.append(f"| bertkit / peer | {s.get('bertkit-fp32', 0) / s['peer-fp32']:.2f}x | "
-                         f"{s.get('bertkit-bf16', 0) / s['peer-bf16']:.2f}x |")
+    if "speed" in data and "runs" in data["speed"]:
+        lines += ["", f"Speed at identical settings (lr 5e-5, batch 32, max length 128, 1 epoch, no validation; "
+                      f"{data['speed']['rounds']} interleaved rounds, each run its own process):", ""]
+        lines += speed_table(data["speed"])
     return "\n".join(lines)
 
 
@@ -305,7 +453,11 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--speed", action="store_true", help="the identical-hyperparameter speed comparison")
+    p.add_argument("--speed-tasks", default="cola,snli", help="data of the --speed rows (cola, snli)")
+    p.add_argument("--rounds", type=int, default=3, help="--speed rounds (default 3)")
     p.add_argument("--table", action="store_true", help="print the table of recorded results")
+    p.add_argument("--one", help=argparse.SUPPRESS)      # internal: one run in this process (spawn)
+    p.add_argument("--one-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     import torch
 
@@ -315,7 +467,11 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
+    if args.one:
+        Path(args.one_out).write_text(json.dumps(run_one(json.loads(args.one))))
+        return
     args.systems = [s for s in args.systems.split(",") if s]
+    args.speed_tasks = [t for t in args.speed_tasks.split(",") if t in SPEED_DATA]
     for name in [t for t in args.tasks.split(",") if t]:
         if name not in TASKS:
             sys.exit(f"unknown task {name!r}; choose from {', '.join(TASKS)}")

@@ -124,6 +124,7 @@ class _Run:
     last_lr: float | None = None  # the learning rate of the latest optimizer step
     example_weight: Any = None  # (N,) float64: each training example's loss weight
     run_info: dict = field(default_factory=dict)  # run.json and training_args.json
+    cls_only: bool = False    # the last layer computes the [CLS] row only (train_fast)
     state: TrainState = field(default_factory=TrainState)
 
     @property
@@ -264,6 +265,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
 def _prepare_data(run: _Run, train, validation, label_names: list | None) -> None:
     """Labels, the model with its head, and the tokenized examples (into ``run``)."""
     from .heads import apply_head, default_head, freeze_encoder
+    from .train_fast import cls_only_last_layer
 
     _prepare_labels(run, train, validation, label_names)
     _load_model(run)
@@ -274,6 +276,8 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
     apply_head(run.model, run.config.head)
     if run.config.freeze_encoder:
         freeze_encoder(run.model)
+    # the last layer skips the rows that the [CLS] logits never read (same maths; train_fast)
+    run.cls_only = cls_only_last_layer(run.model)
     run.model.train()
 
 
@@ -396,7 +400,7 @@ def _build(run: _Run, data_info: dict | None) -> None:
         "n_truncated": {"train": run.enc_train.n_truncated,
                         "validation": run.enc_val.n_truncated if run.enc_val is not None else 0},
         "precision": run.precision, "num_processes": acc.num_processes,
-        "total_steps": total_steps, "warmup_steps": warmup_steps,
+        "total_steps": total_steps, "warmup_steps": warmup_steps, "cls_only_last_layer": run.cls_only,
     }
 
 
@@ -451,7 +455,10 @@ def _check_processes(run: _Run) -> None:
 def _finish(run: _Run, started: float) -> dict:
     """Export the kept model, tokenizer, arguments, metrics, stats and plots; drop the
     checkpoints; return the run's result (see :func:`fine_tune`)."""
+    from .train_fast import undo_cls_only
+
     state, out, acc = run.state, run.out, run.accelerator
+    undo_cls_only(acc.unwrap_model(run.model))  # the model handed back runs as loaded
     result = {"output": str(out), "metric": run.metric, "history": state.history,
               "best_epoch": state.best_epoch, "best_step": state.best_step, "metrics": state.best_metrics,
               "steps": state.step_log,
