@@ -14,13 +14,14 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batching import model_inputs, pad_batch
 from .checkpoint import save_checkpoint, seal_checkpoint
-from .evaluate import classification_metrics
+from .evaluate import task_metrics
 from .io import replace_dir
+from .tasks import EPOCH_METRICS
+from .tasks import loss as task_loss
 from .train_config import step_seed
 from .train_report import _epoch_line
 
@@ -51,25 +52,28 @@ class _Collate:
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator, y_true, labels: list) -> tuple[float, dict]:
-    """Mean validation loss (unweighted cross-entropy) and the metrics of
-    :func:`bertkit.evaluate.classification_metrics` for ``model`` over ``loader``.
+def evaluate(model, loader, accelerator, y_true, labels: list, *, task: str = "single-label",
+             threshold=0.5) -> tuple[float, dict]:
+    """Mean validation loss (the task's unweighted loss) and the metrics of
+    :func:`bertkit.evaluate.task_metrics` for ``model`` over ``loader``.
 
-    ``y_true`` (N,) holds the class ids of the N examples; each batch carries the examples'
-    ``index`` so that predictions land in place whatever the batch order and sharding.
+    ``y_true`` holds the N examples' targets (bertkit.tasks.targets); each batch carries the
+    examples' ``index`` so that outputs land in place whatever the batch order and sharding.
     """
     model.eval()
-    pred = np.zeros(len(y_true), dtype=np.int64)      # (N,)
+    outputs = None                                    # (N, K) logits
     losses = np.zeros(len(y_true), dtype=np.float64)  # (N,)
     for batch in loader:
         logits = model(**model_inputs(batch)).logits.float()  # (B, K)
-        loss = F.cross_entropy(logits, batch["labels"], reduction="none")  # (B,)
+        loss = task_loss(task, logits, batch["labels"], reduction="none")  # (B,)
         logits, loss, index = accelerator.gather_for_metrics((logits, loss, batch["index"]))
         index = index.cpu().numpy()  # (B_all,) over all processes
-        pred[index] = logits.argmax(dim=-1).cpu().numpy()
+        if outputs is None:
+            outputs = np.zeros((len(y_true), logits.shape[-1]), dtype=np.float32)
+        outputs[index] = logits.cpu().numpy()
         losses[index] = loss.cpu().numpy()
     model.train()
-    return float(losses.mean()), classification_metrics(y_true, pred, labels)
+    return float(losses.mean()), task_metrics(task, y_true, outputs, labels, threshold)
 
 
 def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) -> None:
@@ -120,7 +124,7 @@ def train_step(run, batch: dict) -> torch.Tensor:
     torch.manual_seed(step_seed(config.seed, run.state.micro_step, acc.process_index))
     with acc.accumulate(model):
         logits = model(**model_inputs(batch)).logits  # (B, K)
-        loss = F.cross_entropy(logits.float(), batch["labels"], weight=run.class_weight)  # ()
+        loss = task_loss(config.task, logits, batch["labels"], weight=run.class_weight)  # ()
         acc.backward(loss)
         if acc.sync_gradients and config.grad_clip > 0:
             acc.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -162,9 +166,11 @@ def _validate(run, epoch: int, row: dict) -> bool:
     """Evaluate, add the validation numbers to ``row``; True when this epoch is the best so
     far (main metric, ties to the lower validation loss)."""
     state = run.state
-    val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels)
-    row.update({"val_loss": val_loss, "val_accuracy": metrics["accuracy"],
-                "val_mcc": metrics["mcc"], "val_f1_macro": metrics["f1_macro"]})
+    task = run.config.task
+    val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels,
+                                 task=task, threshold=run.config.threshold)
+    row["val_loss"] = val_loss
+    row.update({f"val_{name}": metrics[name] for name in EPOCH_METRICS[task]})
     score = [metrics[run.metric], -val_loss]
     if state.best_score is None or score > state.best_score:
         state.best_score, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
