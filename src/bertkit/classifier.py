@@ -196,7 +196,10 @@ class Classifier:
             ``batch_size``, ``batch_tokens``, ``max_length``, ``warmup_ratio``,
             ``weight_decay``, ``grad_clip``, ``grad_accum``, ``seed``, ``head``,
             ``freeze_encoder``, ``class_weights``, ``early_stopping``, ``metric``,
-            ``precision``, ``save_steps``, ``eval_batch_size``, ``device``.
+            ``precision``, ``save_steps``, ``eval_batch_size``, ``device``, ``task``
+            ("single-label", "multi-label" or "regression": see :mod:`bertkit.tasks`),
+            ``label_sep`` (multi-label, default "|"), ``threshold`` (multi-label, default
+            0.5, or "tune").
 
         Returns
         -------
@@ -260,6 +263,9 @@ class Classifier:
                 val_set, train_set = train_set.subset(val_idx), train_set.subset(train_idx)
                 split = {"val_split": val_split, "seed": cfg.seed,
                          "n_train": len(train_idx), "n_validation": len(val_idx)}
+        if cfg.threshold == "tune" and val_set is None:
+            raise InputError("--threshold tune picks the threshold on validation data; give "
+                             "--validation FILE or a --val-split above 0, or a number.")
         names = task_label_names(train_set.labels, task, sep=sep, label_column=label_column)
         data_info = {
             "train": _describe(merged["train"]), "validation": _describe(merged.get("validation")),

@@ -43,8 +43,11 @@ EPOCH_METRICS = {"single-label": ("accuracy", "mcc", "f1_macro"),
 
 
 def task_of_config(config) -> str:
-    """The task of a loaded Hugging Face config (its ``problem_type``; None: single-label)."""
+    """The task of a loaded Hugging Face config: its ``problem_type``; without one, as
+    transformers decides the loss, regression for one output, else single-label."""
     kind = getattr(config, "problem_type", None)
+    if kind is None:
+        return "regression" if getattr(config, "num_labels", 2) == 1 else "single-label"
     return {v: k for k, v in PROBLEM_TYPES.items()}.get(kind, "single-label")
 
 
