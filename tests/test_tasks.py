@@ -315,3 +315,16 @@ def test_prepare_labels_unit():
                        "multi-label", strict=True)
     train, val = random_split(100, 0.1, 0)
     assert len(val) == 10 and sorted(train + val) == list(range(100)) and random_split(100, 0.1, 0)[1] == val
+
+
+def test_regression_output_starts_at_the_target_mean(tiny_model_dir, reg_files, tmp_path):
+    from bertkit.heads import output_layer
+
+    clf = Classifier.train(reg_files[0], output=tmp_path / "m", task="regression", text_column="s1",
+                           pair_column="s2", label_column="score", model=tiny_model_dir, epochs=1,
+                           lr=1e-9, batch_size=16, precision="fp32", device="cpu", verbose=False)
+    mean = clf.training_args["target_stats"]["mean"]
+    assert mean > 1.5  # the data's scale, so a bias left at 0 would show
+    assert float(output_layer(clf.model).bias) == pytest.approx(mean, abs=1e-3)
+    preds = np.array(clf.predict(["team won", "sky blue"], ["eat food", "rain night"]))
+    assert np.abs(preds - mean).max() < 0.5

@@ -214,7 +214,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
 
 def _prepare_data(run: _Run, train, validation, label_names: list | None) -> None:
     """Labels, the model with its head, and the tokenized examples (into ``run``)."""
-    from .heads import apply_head, default_head, freeze_encoder
+    from .heads import apply_head, default_head, freeze_encoder, start_at_mean
 
     _prepare_labels(run, train, validation, label_names)
     _load_model(run)
@@ -222,6 +222,8 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
     if run.config.head is None:
         run.config = dataclasses.replace(run.config, head=default_head(run.model))
     apply_head(run.model, run.config.head)
+    if run.config.task == "regression":
+        start_at_mean(run.model, run.counts["mean"])
     if run.config.freeze_encoder:
         freeze_encoder(run.model)
     run.model.train()
