@@ -325,6 +325,6 @@ def test_regression_output_starts_at_the_target_mean(tiny_model_dir, reg_files, 
                            lr=1e-9, batch_size=16, precision="fp32", device="cpu", verbose=False)
     mean = clf.training_args["target_stats"]["mean"]
     assert mean > 1.5  # the data's scale, so a bias left at 0 would show
-    assert float(output_layer(clf.model).bias) == pytest.approx(mean, abs=1e-3)
+    assert float(output_layer(clf.model).bias.detach()) == pytest.approx(mean, abs=1e-3)
     preds = np.array(clf.predict(["team won", "sky blue"], ["eat food", "rain night"]))
     assert np.abs(preds - mean).max() < 0.5

@@ -90,7 +90,8 @@ class _Run:
     out: Path                 # the model folder
     say: Callable[[str], None]  # log lines (silent on all processes but the main one)
     labels: list = field(default_factory=list)  # output names in id order (K; regression: 1)
-    counts: dict = field(default_factory=dict)  # training examples per class name
+    counts: dict = field(default_factory=dict)  # examples per class / rows per label /
+                                                # regression: target n, min, max, mean, std
     metric: str = "accuracy"  # the main metric (main_metric)
     resolved: str = ""        # the model folder trained from
     y_train: Any = None       # targets (bertkit.tasks.targets): (N,) ids or numbers, or N x K
@@ -252,7 +253,6 @@ def _load_model(run: _Run) -> None:
     from accelerate.utils import set_seed
 
     from .models import load_model, max_length_of, resolve_model
-
     from .tasks import PROBLEM_TYPES
 
     config, labels = run.config, run.labels
