@@ -220,7 +220,6 @@ def test_regression_pairs_train_evaluate_and_beat_the_baseline(reg_model, reg_fi
 
 
 def test_regression_predicts_a_number(reg_model, tmp_path):
-    import torch
     from transformers import AutoModelForSequenceClassification
 
     hf = AutoModelForSequenceClassification.from_pretrained(reg_model)
