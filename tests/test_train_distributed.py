@@ -60,20 +60,25 @@ def test_split_batch_gives_the_one_process_gradient(tiny_model_dir, class_weight
     labels = torch.tensor([0, 2, 1, 2, 2][:size])
     weight = class_weight[labels].sum().item() if class_weight is not None else float(size)
 
-    def grads(rows, row_labels, world):
+    def loss_of(rows, row_labels, index, world):
+        batch = {"labels": row_labels, "index": torch.tensor(index)}
+        return shard_loss("single-label", model(input_ids=ids[rows]).logits, batch, class_weight,
+                          weight, world)
+
+    def grads(rows, row_labels, world, index=None):
         model.zero_grad()
-        shard_loss(model(input_ids=ids[rows]).logits, row_labels, class_weight, weight, world).backward()
+        loss_of(rows, row_labels, list(rows) if index is None else index, world).backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
     whole = grads(list(range(size)), labels, 1)
     expected = torch.nn.functional.cross_entropy(model(input_ids=ids).logits, labels, weight=class_weight)
-    assert shard_loss(model(input_ids=ids).logits, labels, class_weight, weight, 1).item() == \
+    assert loss_of(list(range(size)), labels, list(range(size)), 1).item() == \
         pytest.approx(expected.item(), rel=1e-6)
     parts = []
     for rank in range(2):
         rows = shard_batch(list(range(size)), rank, 2)
-        row_labels = torch.tensor([labels[r].item() if r >= 0 else -100 for r in rows])
-        parts.append(grads([r if r >= 0 else -1 - r for r in rows], row_labels, 2))
+        real = [r if r >= 0 else -1 - r for r in rows]  # a stand-in: a real row, index -1
+        parts.append(grads(real, labels[real], 2, index=[r if r >= 0 else -1 for r in rows]))
     torch.testing.assert_close((parts[0] + parts[1]) / 2, whole, rtol=1e-4, atol=1e-6)
 
 

@@ -185,7 +185,10 @@ def pad_batch(examples: list, pad_id: int) -> dict:
     batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
     batch["index"] = torch.tensor([ex["index"] for ex in examples], dtype=torch.long)
     if "label" in examples[0]:
-        batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=torch.long)
+        # class ids -> int64 (B,); numbers (regression) and multi-hot rows -> float32 (B,) / (B, K)
+        first = examples[0]["label"]
+        dtype = torch.long if isinstance(first, (int, np.integer)) else torch.float32
+        batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=dtype)
     return batch
 
 

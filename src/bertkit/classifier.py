@@ -146,6 +146,7 @@ class Classifier:
         self.label2id = {name: i for i, name in enumerate(self.labels)}
         args_file = Path(self.path) / "training_args.json"
         self.training_args = json.loads(args_file.read_text(encoding="utf-8")) if args_file.is_file() else {}
+        self._check_task(config)
         check_positive_int("max_length", max_length, "Classifier", allow_none=True)
         limit = max_length_of(self.tokenizer, config)
         if max_length is not None and max_length > limit:
@@ -154,6 +155,23 @@ class Classifier:
         trained = self.training_args.get("config", {}).get("max_length")
         self.max_length = max_length or min(trained or limit, limit)
         self.training_result: dict | None = None
+
+    def _check_task(self, config) -> None:
+        """Set :attr:`task`, :attr:`threshold` and :attr:`label_sep`; refuse a folder whose
+        config.json and training_args.json disagree on the task or the label set."""
+        from .errors import ModelLoadError
+        from .tasks import task_of_config
+
+        self.task = task_of_config(config)
+        trained = self.training_args
+        if trained.get("task", self.task) != self.task or (
+                trained.get("labels") is not None and list(trained["labels"]) != self.labels):
+            raise ModelLoadError(
+                f"'{self.path}': config.json (task {self.task}, labels {self.labels}) does not "
+                f"match training_args.json (task {trained.get('task', 'single-label')}, labels "
+                f"{trained.get('labels')}); the folder was changed after training. Train it again.")
+        self.threshold = float(trained.get("threshold", 0.5))
+        self.label_sep = trained.get("config", {}).get("label_sep", "|")
 
     @classmethod
     def load(cls, model, *, device=None, max_length: int | None = None, backend: str = "torch") -> "Classifier":
@@ -215,14 +233,16 @@ class Classifier:
             ``freeze_encoder``, ``class_weights``, ``early_stopping``, ``metric``,
             ``precision``, ``save_steps``, ``eval_batch_size``, ``device``, ``log_steps``,
             ``eval_steps``, ``refit`` (None: on for a held-out split of under 5,000
-            examples, see :mod:`bertkit.refit`).
+            examples, see :mod:`bertkit.refit`), ``task`` ("single-label", "multi-label" or
+            "regression": see :mod:`bertkit.tasks`), ``label_sep`` (multi-label, default
+            "|"), ``threshold`` (multi-label, default 0.5, or "tune").
 
         Returns
         -------
         Classifier
             Loaded from ``output``; ``.training_result`` holds the history and metrics.
         """
-        from .labelled import label_names, load_labelled, stratified_split
+        from .labelled import load_labelled, stratified_split
         from .refit import fine_tune_refit, wants_refit
         from .train import fine_tune
 
@@ -237,7 +257,12 @@ class Classifier:
         label_column, read = _read_options(merged)
         log = _stderr if verbose else None
 
-        train_set = load_labelled(merged["train"], **read)
+        from .tasks import label_names as task_label_names
+        from .tasks import prepare_labels, random_split
+
+        task, sep = cfg.task, cfg.label_sep
+        train_set = prepare_labels(load_labelled(merged["train"], **read), task, sep=sep,
+                                   strict=read["strict"])
         _report_skipped(train_set, log)
         n_read = (train_set.n_rows, len(train_set), train_set.n_skipped)
         full_set = train_set  # before a held-out split (refit trains on all of it)
@@ -246,12 +271,16 @@ class Classifier:
         if merged.get("validation") is not None:
             if val_split:
                 raise InputError("Give either --validation FILE or --val-split, not both.")
-            val_set = load_labelled(merged["validation"], **read)
+            val_set = prepare_labels(load_labelled(merged["validation"], **read), task, sep=sep,
+                                     strict=read["strict"])
             _report_skipped(val_set, log)
         else:
             val_split = 0.1 if val_split is None else float(val_split)
             if val_split:
-                train_idx, val_idx = stratified_split(train_set.labels, val_split, cfg.seed)
+                if task == "single-label":
+                    train_idx, val_idx = stratified_split(train_set.labels, val_split, cfg.seed)
+                else:  # label sets and numbers: a seeded random split
+                    train_idx, val_idx = random_split(len(train_set), val_split, cfg.seed)
                 if not val_idx:
                     raise DataError(f"--val-split {val_split} leaves no validation examples; "
                                     "every label has a single example. Give --validation FILE.")
@@ -260,7 +289,10 @@ class Classifier:
                          "n_train": len(train_idx), "n_validation": len(val_idx)}
         if log:
             log(_rows_line(merged, n_read, train_set, val_set, split))
-        names = label_names(train_set.labels)
+        if cfg.threshold == "tune" and val_set is None:
+            raise InputError("--threshold tune picks the threshold on validation data; give "
+                             "--validation FILE or a --val-split above 0, or a number.")
+        names = task_label_names(train_set.labels, task, sep=sep, label_column=label_column)
         data_info = {
             "train": _describe(merged["train"]), "validation": _describe(merged.get("validation")),
             "split": split, "text_column": train_set.text_column,
@@ -330,13 +362,18 @@ class Classifier:
 
     # ------------------------------------------------------------------------ inference
 
-    def predict_proba(self, texts, pairs=None, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Class probabilities of shape (n, n_classes), columns in :attr:`labels` order.
+    def predict_outputs(self, texts, pairs=None, *, batch_size: int = 64,
+                        progress: bool = False) -> np.ndarray:
+        """The model's outputs in its task's terms (see :attr:`task`), float32:
 
-        A single string gives shape (1, n_classes).
+        * single-label: class probabilities (softmax), shape (n, n_classes), rows sum to 1;
+        * multi-label: one independent probability (sigmoid) per label, shape (n, n_labels);
+        * regression: the predicted numbers, shape (n, 1).
+
+        Columns in :attr:`labels` order; a single string gives n = 1.
         """
         from .features import encode_examples
-        from .predict import predict_logits, softmax
+        from .predict import predict_logits, task_outputs
 
         texts = check_texts(texts, "texts")
         if pairs is not None:
@@ -353,10 +390,20 @@ class Classifier:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.model.eval()
         logits = predict_logits(self.backend, enc, pad_id=pad_id, batch_size=batch_size, progress=progress)
-        return softmax(logits)
+        return task_outputs(self.task, logits)
+
+    def predict_proba(self, texts, pairs=None, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Probabilities of shape (n, n_labels), columns in :attr:`labels` order: softmax
+        over the classes (single-label) or one sigmoid per label (multi-label; rows need
+        not sum to 1). A regression model has none (an InputError: use :meth:`predict`).
+        """
+        if self.task == "regression":
+            raise InputError(f"'{self.path}' is a regression model: it predicts numbers, not "
+                             "probabilities; use predict() (or predict_outputs()).")
+        return self.predict_outputs(texts, pairs, batch_size=batch_size, progress=progress)
 
     def predict(self, texts, pairs=None, *, batch_size: int = 64, progress: bool = False):
-        """Predicted label and every class probability.
+        """Predictions for one text (or pair) or a list of them.
 
         Parameters
         ----------
@@ -366,19 +413,24 @@ class Classifier:
 
         Returns
         -------
-        dict or list of dict
-            ``{"label": str, "probabilities": {label: float}, "truncated": bool}`` (truncated:
-            the input was longer than ``max_length`` tokens and was cut); a list for a list
-            input.
+        dict, float, or a list of them for a list input
+            single-label: ``{"label": str, "probabilities": {label: float}}``;
+            multi-label: ``{"labels": [labels with probability >= threshold, most probable
+            first], "probabilities": {label: float}}`` (:attr:`threshold`: the training
+            setting, tuned or given; 0.5 for folders not made by bertkit);
+            regression: the predicted number (float). Dicts also hold ``truncated`` (bool:
+            the input was longer than ``max_length`` tokens and was cut).
         """
+        from .predict import prediction
+
         single = isinstance(texts, str)
         if single and isinstance(pairs, str):
             pairs = [pairs]
-        probs = self.predict_proba(texts, pairs, batch_size=batch_size, progress=progress)
-        out = [{"label": self.labels[int(p.argmax())],
-                "probabilities": {name: float(p[j]) for j, name in enumerate(self.labels)},
-                "truncated": i in self._last_truncated}
-               for i, p in enumerate(probs)]
+        outputs = self.predict_outputs(texts, pairs, batch_size=batch_size, progress=progress)
+        out = [prediction(self.task, row, self.labels, self.threshold) for row in outputs]
+        for i, row in enumerate(out):
+            if isinstance(row, dict):
+                row["truncated"] = i in self._last_truncated
         return out[0] if single else out
 
     def evaluate(self, data, *, text_column: str | None = None, pair_column: str | None = None,
@@ -395,23 +447,30 @@ class Classifier:
         Returns
         -------
         dict
-            ``accuracy``, ``mcc``, ``f1_macro``, ``per_class`` (label -> precision, recall,
-            f1, support), ``confusion_matrix`` (rows true, columns predicted, in ``labels``
-            order), ``labels``, ``n``, ``n_skipped``, ``n_truncated`` and, with ``plot``,
-            ``plot`` (the PNG path).
+            single-label: ``accuracy``, ``mcc``, ``f1_macro``, ``per_class`` (label ->
+            precision, recall, f1, support), ``confusion_matrix`` (rows true, columns
+            predicted, in ``labels`` order), ``labels``; multi-label: ``f1_micro``,
+            ``f1_macro``, ``precision_micro``, ``recall_micro``, ``subset_accuracy``,
+            ``hamming_loss``, ``per_label``, ``labels``, ``threshold``; regression:
+            ``pearson``, ``spearman``, ``mse``, ``mae``. Always ``n``, ``n_skipped``,
+            ``skipped``, ``n_truncated`` and, with ``plot`` (single-label), ``plot``.
         """
-        from .evaluate import classification_metrics, plot_confusion
-        from .labelled import encode_labels
+        from .evaluate import metrics_of_outputs, plot_confusion
         from .io import check_writable
+        from .tasks import targets
 
+        if plot and self.task != "single-label":
+            raise InputError(f"--plot draws a confusion matrix, which a {self.task} model has "
+                             "not; leave --plot out.")
         if plot:
             check_writable(plot, "--plot", kind="file")  # before the work, not after it
         data_set = self.load_data(data, text_column=text_column, pair_column=pair_column,
                                   label_column=label_column, columns=columns, strict=strict,
                                   quoting=quoting, encoding=encoding, format=format)
-        y_true = encode_labels(data_set, self.label2id)
-        probs = self.predict_proba(data_set.texts, data_set.pairs, batch_size=batch_size, progress=progress)
-        metrics = classification_metrics(y_true, probs.argmax(axis=1), self.labels)
+        y_true = targets(data_set, self.task, self.label2id, sep=self.label_sep)
+        outputs = self.predict_outputs(data_set.texts, data_set.pairs, batch_size=batch_size,
+                                       progress=progress)
+        metrics = metrics_of_outputs(self.task, y_true, outputs, self.labels, self.threshold)
         metrics["n_skipped"] = data_set.n_skipped
         metrics["skipped"] = {k: len(v) for k, v in data_set.skipped.items()}
         metrics["n_truncated"] = self.last_n_truncated
@@ -424,7 +483,9 @@ class Classifier:
                      progress: bool = False, overwrite: bool = False, quoting: str | None = None,
                      encoding: str | None = None, format: str | None = None) -> dict:
         """Predict every row of ``input`` and write ``output`` (.csv, .tsv, .jsonl, .parquet):
-        the input columns plus ``prediction`` and one ``prob_<label>`` column per class.
+        the input columns plus ``prediction`` (the class; multi-label: the labels over the
+        threshold joined by the training ``--label-sep``; regression: the number) and, for
+        classifiers, one ``prob_<label>`` column per label.
 
         Rows without text keep their place with an empty prediction (they are counted).
         ``output`` is checked before any work: an existing file is replaced only with
@@ -435,10 +496,11 @@ class Classifier:
         -------
         dict
             ``output``, ``n_rows``, ``n_predicted``, ``n_skipped``, ``skipped``,
-            ``n_truncated`` and ``counts`` (predicted label -> rows).
+            ``n_truncated`` and ``counts`` (label -> rows predicted with it; regression:
+            n, min, mean, max of the predictions).
         """
         from .data import read_table
-        from .predict import check_output_path, write_predictions
+        from .predict import check_output_path, prediction_counts, write_predictions
 
         check_output_path(output, overwrite=overwrite)
         if columns is None:  # a headerless file like the training file: the same names
@@ -448,17 +510,17 @@ class Classifier:
         data_set = self.load_data(frame, text_column=text_column, pair_column=pair_column,
                                   require_labels=False)
         data_set.source = str(input)
-        probs = np.full((len(frame), len(self.labels)), np.nan)
+        outputs = np.full((len(frame), len(self.labels)), np.nan)
         kept = np.asarray(data_set.rows, dtype=np.int64) - 1
-        probs[kept] = self.predict_proba(data_set.texts, data_set.pairs, batch_size=batch_size,
-                                         progress=progress)
-        write_predictions(frame, probs, self.labels, output, kept=kept, overwrite=overwrite)
-        pred = probs[kept].argmax(axis=1)
-        counts = {name: int((pred == j).sum()) for j, name in enumerate(self.labels)}
+        outputs[kept] = self.predict_outputs(data_set.texts, data_set.pairs, batch_size=batch_size,
+                                             progress=progress)
+        write_predictions(frame, outputs, self.labels, output, kept=kept, overwrite=overwrite,
+                          task=self.task, threshold=self.threshold, sep=self.label_sep)
         return {"output": str(output), "n_rows": len(frame), "n_predicted": len(kept),
                 "n_skipped": data_set.n_skipped,
                 "skipped": {k: len(v) for k, v in data_set.skipped.items()},
-                "n_truncated": self.last_n_truncated, "counts": counts}
+                "n_truncated": self.last_n_truncated,
+                "counts": prediction_counts(self.task, outputs[kept], self.labels, self.threshold)}
 
     def read_settings(self, data, **given) -> dict:
         """``quoting``, ``encoding`` and ``format`` for reading ``data``: the ones given,
@@ -496,9 +558,12 @@ class Classifier:
         if pair_column is None:
             pair_column = trained.get("pair_column")
         label_column = (label_column or trained.get("label_column") or "label") if require_labels else None
-        return load_labelled(data, text_column=text_column, pair_column=pair_column,
-                             label_column=label_column, columns=columns, strict=strict,
-                             require_labels=require_labels, **self.read_settings(data, **read))
+        from .tasks import prepare_labels
+
+        data_set = load_labelled(data, text_column=text_column, pair_column=pair_column,
+                                 label_column=label_column, columns=columns, strict=strict,
+                                 require_labels=require_labels, **self.read_settings(data, **read))
+        return prepare_labels(data_set, self.task, sep=self.label_sep, strict=strict)
 
 
 def _trained_columns(data, columns):

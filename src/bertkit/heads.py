@@ -67,6 +67,32 @@ def apply_head(model, head: str) -> None:
     dense.requires_grad_(False)
 
 
+def output_layer(model):
+    """The last linear layer of the head (its ``out_features`` are the outputs), or None."""
+    head = getattr(model, "classifier", None)
+    for layer in (getattr(head, "out_proj", None), head):
+        if layer is not None and hasattr(layer, "weight") and hasattr(layer, "bias"):
+            return layer
+    return None
+
+
+def start_at_mean(model, mean: float) -> None:
+    """Regression: start the single output's bias at the training targets' mean.
+
+    Why: AdamW moves a parameter by about ``lr`` per step, so from a bias of 0 a 0-5 scale
+    (STS-B, mean 2.7) cannot be reached through the bias in a few hundred steps at lr 1e-4;
+    the encoder would have to spend its updates on the offset. Starting at the mean makes the
+    first loss the targets' variance instead of their mean square. The bias is an ordinary
+    weight of the exported model, so plain transformers gives the same numbers.
+    """
+    import torch
+
+    layer = output_layer(model)
+    if layer is not None and layer.bias is not None and layer.bias.numel() == 1:
+        with torch.no_grad():
+            layer.bias.fill_(float(mean))
+
+
 def head_parameters(model) -> set:
     """Names of the parameters that belong to the head (trained even with a frozen encoder)."""
     base = getattr(model, "base_model_prefix", "")

@@ -65,6 +65,7 @@ def range_test(train, config, *, plot, start_lr: float = 1e-7, end_lr: float = 1
     from .errors import InputError
     from .train import _make_accelerator, _prepare_data, _Run, _silent
     from .train_config import make_optimizer, step_seed
+    from .tasks import loss as task_loss
     from .train_loop import _Collate, _Examples
 
     if not (0 < start_lr < end_lr):
@@ -72,8 +73,8 @@ def range_test(train, config, *, plot, start_lr: float = 1e-7, end_lr: float = 1
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 5:
         raise InputError(f"lr_find's num_steps must be an integer >= 5; got {num_steps!r}.")
     config.check()
-    acc = _make_accelerator(config)
-    run = _Run(config, acc, Path(plot).parent, _silent)
+    acc, precision = _make_accelerator(config)
+    run = _Run(config, acc, Path(plot).parent, _silent, precision=precision)
     _prepare_data(run, train, None, None)
     cfg, say = run.config, (log or _silent) if acc.is_main_process else _silent
     say(f"Learning-rate range test: {len(train):,} examples, batch {cfg.batch_size}, lr {start_lr:g} -> "
@@ -102,7 +103,7 @@ def range_test(train, config, *, plot, start_lr: float = 1e-7, end_lr: float = 1
                 group["lr"] = lr
             torch.manual_seed(step_seed(cfg.seed, i, acc.process_index))
             logits = model(**model_inputs(batch)).logits
-            loss = F.cross_entropy(logits.float(), batch["labels"])
+            loss = task_loss(cfg.task, logits, batch["labels"])  # (), the run's own loss
             acc.backward(loss)
             if cfg.grad_clip > 0:
                 acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -46,14 +46,55 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def task_outputs(task: str, logits: np.ndarray) -> np.ndarray:
+    """Logits (n, K) -> softmax probabilities (single-label), independent sigmoid
+    probabilities (multi-label) or the numbers themselves (regression, (n, 1))."""
+    if task == "regression":
+        return logits.astype(np.float32)
+    if task == "multi-label":
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    return softmax(logits)
+
+
+def prediction(task: str, row: np.ndarray, labels, threshold: float = 0.5):
+    """One example's prediction from its outputs ``row`` (K,): see
+    :meth:`bertkit.Classifier.predict`."""
+    if task == "regression":
+        return float(row[0])
+    probabilities = {name: float(row[j]) for j, name in enumerate(labels)}
+    if task == "multi-label":
+        order = np.argsort(-row, kind="stable")
+        return {"labels": [labels[j] for j in order if row[j] >= threshold],
+                "probabilities": probabilities}
+    return {"label": labels[int(row.argmax())], "probabilities": probabilities}
+
+
+def prediction_counts(task: str, outputs: np.ndarray, labels, threshold: float = 0.5) -> dict:
+    """Rows predicted with each label (single- and multi-label), or n/min/mean/max of the
+    predicted numbers (regression)."""
+    if task == "regression":
+        v = outputs.reshape(-1).astype(np.float64)
+        return {"n": int(v.size), "min": float(v.min()) if v.size else None,
+                "mean": float(v.mean()) if v.size else None, "max": float(v.max()) if v.size else None}
+    if task == "multi-label":
+        hits = (outputs >= threshold).sum(axis=0)
+        return {name: int(hits[j]) for j, name in enumerate(labels)}
+    pred = outputs.argmax(axis=1)
+    return {name: int((pred == j).sum()) for j, name in enumerate(labels)}
+
+
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
 
 
 def write_predictions(frame, probs: np.ndarray, labels, path, *, kept=None,
-                      overwrite: bool = False) -> str:
+                      overwrite: bool = False, task: str = "single-label", threshold: float = 0.5,
+                      sep: str = "|") -> str:
     """Write ``frame`` plus ``prediction`` and one ``prob_<label>`` column per class to
     ``path`` (.csv, .tsv, .jsonl or .parquet), atomically. Returns the path.
 
+    ``probs`` (n, K) are the outputs of :func:`task_outputs`. multi-label: ``prediction``
+    holds the labels with probability >= ``threshold`` joined by ``sep`` (most probable
+    first; empty when none is); regression: the number, and no ``prob_`` columns.
     ``kept`` (row positions) marks the rows that were predicted; the others get an empty
     prediction and missing probabilities. An existing ``path`` is replaced only with
     ``overwrite``."""
@@ -65,12 +106,18 @@ def write_predictions(frame, probs: np.ndarray, labels, path, *, kept=None,
     out = frame.copy()
     predicted = np.zeros(len(out), dtype=bool)
     predicted[np.arange(len(out)) if kept is None else np.asarray(kept, dtype=np.int64)] = True
-    pred = np.where(predicted, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
     name = "prediction"
     while name in out.columns:
         name = "_" + name
-    out[name] = [labels[i] if i >= 0 else None for i in pred]
-    for j, label in enumerate(labels):
+    if task == "single-label":
+        pred = np.where(predicted, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
+        out[name] = [labels[i] if i >= 0 else None for i in pred]
+    elif task == "multi-label":
+        out[name] = [sep.join(prediction(task, row, labels, threshold)["labels"]) if ok else None
+                     for row, ok in zip(probs, predicted)]
+    else:
+        out[name] = [float(row[0]) if ok else None for row, ok in zip(probs, predicted)]
+    for j, label in enumerate(labels if task != "regression" else []):
         col = f"prob_{label}"
         while col in out.columns:
             col = "_" + col

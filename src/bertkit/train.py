@@ -100,12 +100,13 @@ class _Run:
     accelerator: Any
     out: Path                 # the model folder
     say: Callable[[str], None]  # log lines (silent on all processes but the main one)
-    labels: list = field(default_factory=list)  # class names in id order (K)
-    counts: dict = field(default_factory=dict)  # training examples per class name
+    labels: list = field(default_factory=list)  # output names in id order (K; regression: 1)
+    counts: dict = field(default_factory=dict)  # examples per class / rows per label /
+                                                # regression: target n, min, max, mean, std
     metric: str = "accuracy"  # the main metric (main_metric)
     resolved: str = ""        # the model folder trained from
-    y_train: Any = None       # (N,) class ids
-    y_val: Any = None         # (M,) class ids; None without validation
+    y_train: Any = None       # targets (bertkit.tasks.targets): (N,) ids or numbers, or N x K
+    y_val: Any = None         # the same for the M validation examples; None without validation
     enc_train: Any = None     # bertkit.predict.Encoded, N examples
     enc_val: Any = None       # M examples, or None
     model: Any = None
@@ -264,7 +265,7 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
 
 def _prepare_data(run: _Run, train, validation, label_names: list | None) -> None:
     """Labels, the model with its head, and the tokenized examples (into ``run``)."""
-    from .heads import apply_head, default_head, freeze_encoder
+    from .heads import apply_head, default_head, freeze_encoder, start_at_mean
     from .train_fast import cls_only_last_layer
 
     _prepare_labels(run, train, validation, label_names)
@@ -274,6 +275,8 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
     if run.config.head is None:
         run.config = dataclasses.replace(run.config, head=default_head(run.model))
     apply_head(run.model, run.config.head)
+    if run.config.task == "regression":
+        start_at_mean(run.model, run.counts["mean"])
     if run.config.freeze_encoder:
         freeze_encoder(run.model)
     # the last layer skips the rows that the [CLS] logits never read (same maths; train_fast)
@@ -282,22 +285,21 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
 
 
 def _prepare_labels(run: _Run, train, validation, label_names: list | None) -> None:
-    """Class names (given, or from the training labels), class ids, counts, main metric."""
-    from .labelled import encode_labels
-    from .labelled import label_names as make_label_names
+    """Output names (given, or from the training labels), targets (class ids, multi-hot
+    rows or numbers, by ``config.task``: see :mod:`bertkit.tasks`), counts, main metric."""
+    from . import tasks
 
-    labels = list(label_names) if label_names else make_label_names(train.labels)
-    if len(labels) < 2:
+    task, sep = run.config.task, run.config.label_sep
+    labels = list(label_names) if label_names else tasks.label_names(
+        train.labels, task, sep=sep, label_column=train.label_column)
+    if task != "regression" and len(labels) < 2:
         raise InputError(f"Training data has a single label ({labels[0]!r}); a classifier needs "
-                         "at least 2. Check --label-column.")
+                         "at least 2. Check --label-column" + (" and --label-sep." if task == "multi-label" else "."))
     label2id = {name: i for i, name in enumerate(labels)}
-    run.y_train = encode_labels(train, label2id)
-    run.y_val = encode_labels(validation, label2id) if validation is not None else None
-    counts = {name: 0 for name in labels}
-    for y in run.y_train:
-        counts[labels[y]] += 1
-    run.labels, run.counts = labels, counts
-    run.metric = main_metric(run.config.metric, counts)
+    run.y_train = tasks.targets(train, task, label2id, sep=sep)
+    run.y_val = tasks.targets(validation, task, label2id, sep=sep) if validation is not None else None
+    run.labels, run.counts = labels, tasks.label_counts(run.y_train, labels, task)
+    run.metric = tasks.main_metric(task, run.config.metric, run.counts)
 
 
 def _load_model(run: _Run) -> None:
@@ -305,6 +307,7 @@ def _load_model(run: _Run) -> None:
     from accelerate.utils import set_seed
 
     from .models import load_model, max_length_of, resolve_model
+    from .tasks import PROBLEM_TYPES
 
     config, labels = run.config, run.labels
     run.resolved = resolve_model(config.model)
@@ -313,7 +316,8 @@ def _load_model(run: _Run) -> None:
         run.resolved, task="classification", device="cpu", num_labels=len(labels),
         id2label={i: name for i, name in enumerate(labels)},
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True)
-    run.model.config.problem_type = "single_label_classification"
+    # so that plain transformers picks the same loss (and users the right activation)
+    run.model.config.problem_type = PROBLEM_TYPES[config.task]
     if config.lr is None:  # by the model's width; an explicit lr wins
         run.lr_source = f"default for width {model_width(run.model.config)}; --lr to change"
         run.config = config = dataclasses.replace(config, lr=default_lr(model_width(run.model.config)))
@@ -386,16 +390,21 @@ def _build(run: _Run, data_info: dict | None) -> None:
         run.val_loader = torch.utils.data.DataLoader(
             _Examples(run.enc_val, run.y_val), collate_fn=_Collate(pad_id),
             batch_sampler=val_batches.batches()[acc.process_index::acc.num_processes])
-    weights = np.ones(len(run.labels))
-    if config.class_weights == "auto":  # inverse class frequency, mean 1 over the examples
-        n = sum(run.counts.values())
-        weights = np.array([n / (len(run.labels) * run.counts[name]) for name in run.labels])
-        run.class_weight = torch.tensor(weights, dtype=torch.float32).to(acc.device)  # (K,)
-    run.example_weight = weights[np.asarray(run.y_train)]  # (N,)
+    if config.class_weights == "auto":  # inverse class frequency (see tasks.class_weight)
+        from .tasks import class_weight
+
+        run.class_weight = class_weight(config.task, run.counts, run.labels,
+                                        len(run.enc_train)).to(acc.device)  # (K,)
+    # each example's weight in a batch's mean loss (shard_loss): its class weight for
+    # single-label runs with --class-weights auto, else 1
+    run.example_weight = np.ones(len(run.enc_train))
+    if config.task == "single-label" and run.class_weight is not None:
+        run.example_weight = run.class_weight.cpu().double().numpy()[np.asarray(run.y_train)]
     n_val = len(run.enc_val) if run.enc_val is not None else 0
     run.run_info = {
         "config": config.to_dict(), "model_resolved": run.resolved, "labels": run.labels,
-        "metric": run.metric, "data": data_info or {}, "label_counts": run.counts,
+        "metric": run.metric, "data": data_info or {}, "task": config.task,
+        ("target_stats" if config.task == "regression" else "label_counts"): run.counts,
         "n_train": len(run.enc_train), "n_validation": n_val,
         "n_truncated": {"train": run.enc_train.n_truncated,
                         "validation": run.enc_val.n_truncated if run.enc_val is not None else 0},
@@ -464,7 +473,11 @@ def _finish(run: _Run, started: float) -> dict:
               "steps": state.step_log,
               "stopped_early": state.stopped_early, "labels": run.labels,
               "n_truncated": run.run_info["n_truncated"], "train_seconds": round(time.time() - started, 1),
-              "is_main_process": run.is_main}
+              "is_main_process": run.is_main, "task": run.config.task}
+    if run.config.task == "multi-label":  # the threshold predict uses (tuned or given)
+        tuned = (state.best_metrics or {}).get("threshold")
+        threshold = run.config.threshold if run.config.threshold != "tune" else (tuned or 0.5)
+        result["threshold"] = run.run_info["threshold"] = threshold
     if run.is_main:
         _export(acc.unwrap_model(run.model), run.tokenizer, out, run.best_dir if state.best_epoch else None,
                 run.run_info, result)

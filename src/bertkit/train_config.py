@@ -16,7 +16,8 @@ from .errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CLASS_WEIGHTS = ("none", "auto")
-METRIC_CHOICES = ("auto", "accuracy", "mcc", "f1_macro")
+METRIC_CHOICES = ("auto", "accuracy", "mcc", "f1_macro", "f1_micro", "subset_accuracy",
+                  "spearman", "pearson")  # which fit which --task: bertkit.tasks.TASK_METRICS
 DEFAULT_MAX_LENGTH = 128
 
 
@@ -55,6 +56,9 @@ class TrainConfig:
     refit: bool | None = None         # retrain on train + held-out for the best epoch count;
                                       # None: for held-out splits of < 5,000 examples (bertkit.refit)
     device: str | None = None         # None/auto: what accelerate picks; "cpu" forces the CPU
+    task: str = "single-label"        # single-label, multi-label or regression (bertkit.tasks)
+    label_sep: str = "|"              # multi-label: separator of the labels in one cell
+    threshold: float | str = 0.5      # multi-label: decision threshold, or "tune" on validation
 
     def check(self) -> "TrainConfig":
         """Raise :class:`InputError` naming the first bad setting (its Python name; the CLI
@@ -88,6 +92,15 @@ class TrainConfig:
             check_choice("head", self.head, HEADS, where)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS, where)
         check_choice("metric", self.metric, METRIC_CHOICES, where)
+        from .tasks import TASK_METRICS, TASKS, check_threshold
+
+        check_choice("task", self.task, TASKS, where)
+        self.threshold = check_threshold(self.threshold)
+        if self.metric != "auto" and self.metric not in TASK_METRICS[self.task]:
+            raise InputError(f"--metric {self.metric} does not fit --task {self.task}; choose one "
+                             f"of {', '.join(('auto',) + TASK_METRICS[self.task])}.")
+        if self.task == "multi-label" and not self.label_sep:
+            raise InputError("--label-sep must not be empty.")
         check_choice("precision", self.precision, PRECISIONS, where)
         if self.device not in (None, "", "auto", "cpu"):
             raise InputError(

@@ -15,13 +15,14 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batching import model_inputs, pad_batch
 from .checkpoint import save_checkpoint, seal_checkpoint
-from .evaluate import classification_metrics
+from .evaluate import task_metrics
 from .io import replace_dir
+from .tasks import EPOCH_METRICS
+from .tasks import loss as task_loss
 from .train_config import step_seed
 from .train_report import _epoch_line
 
@@ -36,9 +37,9 @@ class _Examples:
         return len(self.encoded)
 
     def __getitem__(self, i):
-        if i < 0:  # a stand-in row of an empty batch part (batching.shard_batch): no weight
-            ex = self.encoded.example(-1 - i)
-            ex["label"] = -100  # cross_entropy's ignore_index
+        if i < 0:  # a stand-in row of an empty batch part (batching.shard_batch): index -1
+            ex = self.encoded.example(-1 - i)  # marks it weightless (shard_loss)
+            ex["label"], ex["index"] = self.labels[-1 - i], -1
             return ex
         ex = self.encoded.example(i)
         ex["label"] = self.labels[i]
@@ -56,53 +57,55 @@ class _Collate:
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator, y_true, labels: list, *, autocast=None) -> tuple[float, dict]:
-    """Mean validation loss (unweighted cross-entropy) and the metrics of
-    :func:`bertkit.evaluate.classification_metrics` for ``model`` over ``loader``.
+def evaluate(model, loader, accelerator, y_true, labels: list, *, task: str = "single-label",
+             threshold=0.5, autocast=None) -> tuple[float, dict]:
+    """Mean validation loss (the task's unweighted loss) and the metrics of
+    :func:`bertkit.evaluate.task_metrics` for ``model`` over ``loader``.
 
-    ``y_true`` (N,) holds the class ids of the N examples. Each process runs its own share
-    of the batches (``loader``); each batch carries its examples' ``index``, and one gather
-    at the end puts every prediction in place. Every example must come back exactly once:
-    a duplicate or a gap raises instead of skewing the metrics. ``autocast`` is a
+    ``y_true`` holds the N examples' targets (bertkit.tasks.targets). Each process runs its
+    own share of the batches (``loader``); each batch carries its examples' ``index``, and
+    one gather at the end puts every output in place. Every example must come back exactly
+    once: a duplicate or a gap raises instead of skewing the metrics. ``autocast`` is a
     context-manager factory for the forward passes (mixed precision), default none.
     """
     model = accelerator.unwrap_model(model)  # no DDP: the processes run different batch counts
     model.eval()
-    index, pred, loss = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)], \
-        [torch.zeros(0, dtype=torch.float64)]
+    n_out = model.config.num_labels
+    index, outputs, loss = [torch.zeros(0, dtype=torch.long)], \
+        [torch.zeros((0, n_out), dtype=torch.float64)], [torch.zeros(0, dtype=torch.float64)]
     for batch in loader:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with autocast() if autocast is not None else contextlib.nullcontext():
             logits = model(**model_inputs(batch)).logits
         logits = logits.float()  # (B, K)
-        loss.append(F.cross_entropy(logits, batch["labels"], reduction="none").double().cpu())  # (B,)
-        pred.append(logits.argmax(dim=-1).cpu())
+        loss.append(task_loss(task, logits, batch["labels"], reduction="none").double().cpu())  # (B,)
+        outputs.append(logits.double().cpu())
         index.append(batch["index"].cpu())
     model.train()
-    index, pred, loss = _gather_padded(accelerator, torch.cat(index), torch.cat(pred), torch.cat(loss))
+    index, outs, loss = _gather_padded(accelerator, torch.cat(index), torch.cat(outputs), torch.cat(loss))
     seen = np.bincount(index, minlength=len(y_true))
     if len(seen) != len(y_true) or not (seen == 1).all():
-        raise RuntimeError(f"validation gathered {len(index)} predictions for {len(y_true)} examples "
+        raise RuntimeError(f"validation gathered {len(index)} outputs for {len(y_true)} examples "
                            f"({int((seen == 0).sum())} missing, {int((seen > 1).sum())} repeated)")
-    y_pred = np.zeros(len(y_true), dtype=np.int64)   # (N,)
-    losses = np.zeros(len(y_true), dtype=np.float64)  # (N,)
-    y_pred[index], losses[index] = pred, loss
-    return float(losses.mean()), classification_metrics(y_true, y_pred, labels)
+    out = np.zeros((len(y_true), n_out), dtype=np.float32)  # (N, K) logits
+    losses = np.zeros(len(y_true), dtype=np.float64)       # (N,)
+    out[index], losses[index] = outs, loss
+    return float(losses.mean()), task_metrics(task, y_true, out, labels, threshold)
 
 
-def _gather_padded(accelerator, index, pred, loss):
-    """This process's (n,) index, prediction and loss arrays gathered from all processes.
+def _gather_padded(accelerator, index, outputs, loss):
+    """This process's (n,) index, (n, K) outputs and (n,) losses gathered from all processes.
 
-    The processes hold different counts, so each pads its arrays to the longest with index
+    The processes hold different counts, so each pads its rows to the longest with index
     -1; the padding is dropped after the gather (gather_for_metrics' own trimming assumes
     equal batches, which length-grouped batches are not). Returns numpy arrays."""
     if accelerator.num_processes == 1:
-        return index.numpy(), pred.numpy(), loss.numpy()
-    rows = torch.stack([index.double(), pred.double(), loss])  # (3, n); ids < 2**53 stay exact
-    rows = accelerator.pad_across_processes(rows.to(accelerator.device), dim=1, pad_index=-1)
-    rows = accelerator.gather(rows.T.contiguous()).cpu().numpy()  # (P * n_max, 3)
+        return index.numpy(), outputs.numpy(), loss.numpy()
+    rows = torch.cat([index.double()[:, None], loss[:, None], outputs], dim=1)  # (n, 2 + K)
+    rows = accelerator.pad_across_processes(rows.to(accelerator.device), dim=0, pad_index=-1)
+    rows = accelerator.gather(rows.contiguous()).cpu().numpy()  # (P * n_max, 2 + K)
     rows = rows[rows[:, 0] >= 0]
-    return rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), rows[:, 2]
+    return rows[:, 0].astype(np.int64), rows[:, 2:], rows[:, 1]
 
 
 def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) -> None:
@@ -131,7 +134,7 @@ def train_one_epoch(run, epoch: int, *, progress: bool = False, on_step=None) ->
         state.window_count += 1
         state.loss_sum += float(loss.detach())
         state.loss_count += 1
-        state.examples += int((batch["labels"] >= 0).sum())
+        state.examples += int((batch["index"] >= 0).sum())
         bar.update(1)
         bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}", refresh=False)
         if step_ends:  # this batch completed an optimizer step
@@ -176,7 +179,7 @@ def train_step(run, batch: dict) -> torch.Tensor:
     with contextlib.nullcontext() if step_ends else acc.no_sync(model):  # exchange on the last only
         with run.autocast():
             logits = model(**model_inputs(batch)).logits  # (B, K)
-        loss = shard_loss(logits, batch["labels"], run.class_weight, total, acc.num_processes)
+        loss = shard_loss(config.task, logits, batch, run.class_weight, total, acc.num_processes)
         run.scaler.scale(loss / config.grad_accum).backward()
     if step_ends:
         if config.grad_clip > 0:
@@ -191,17 +194,20 @@ def train_step(run, batch: dict) -> torch.Tensor:
     return loss
 
 
-def shard_loss(logits, labels, class_weight, total: float, world: int) -> torch.Tensor:
+def shard_loss(task: str, logits, batch: dict, class_weight, total: float, world: int) -> torch.Tensor:
     """The loss of one process's part of a batch, shape ().
 
-    ``logits`` (B, K) and ``labels`` (B,) are the part (label -100: a stand-in row, no
-    weight); ``class_weight`` (K,) or None; ``total`` the whole global batch's weight (its
-    size without class weights); ``world`` the number of processes. The part's weighted sum
-    of cross-entropies over ``total``, times ``world``: DDP averages the processes'
-    gradients, so the step follows the gradient of the global batch's weighted mean loss,
-    however the batch was split (with one process, exactly ``F.cross_entropy``'s mean).
+    ``logits`` (B, K) and ``batch["labels"]`` are the part; rows with ``index`` -1 are
+    stand-ins (batching.shard_batch) with no weight. ``class_weight`` (K,) or None (the
+    task's, :func:`bertkit.tasks.loss`); ``total`` the whole global batch's weight (its size
+    without single-label class weights); ``world`` the number of processes. The part's
+    weighted sum of per-example losses over ``total``, times ``world``: DDP averages the
+    processes' gradients, so the step follows the gradient of the global batch's weighted
+    mean loss, however the batch was split (with one process, the task loss's own mean).
     """
-    return F.cross_entropy(logits.float(), labels, weight=class_weight, reduction="sum") * (world / total)
+    per = task_loss(task, logits, batch["labels"], weight=class_weight, reduction="none")  # (B,)
+    keep = (batch["index"] >= 0).to(per.dtype)  # (B,)
+    return (per * keep).sum() * (world / total)
 
 
 def end_epoch(run, epoch: int) -> None:
@@ -240,10 +246,11 @@ def _validate(run, epoch: int, row: dict, *, epoch_end: bool = True) -> bool:
     best so far (main metric, ties to the lower validation loss). At an epoch's end, count
     the epoch as bad for early stopping unless it, or a validation inside it, improved."""
     state = run.state
+    task = run.config.task
     val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels,
-                                 autocast=run.autocast)
-    row.update({"val_loss": val_loss, "val_accuracy": metrics["accuracy"],
-                "val_mcc": metrics["mcc"], "val_f1_macro": metrics["f1_macro"]})
+                                 task=task, threshold=run.config.threshold, autocast=run.autocast)
+    row["val_loss"] = val_loss
+    row.update({f"val_{name}": metrics[name] for name in EPOCH_METRICS[task]})
     score = [metrics[run.metric], -val_loss]
     improved = state.best_score is None or score > state.best_score
     if improved:

@@ -23,10 +23,12 @@ _RUN_FILES = _OUTPUT_FILES + ("tokenizer.json", "tokenizer_config.json", "vocab.
                               "spiece.model", "sentencepiece.bpe.model", "generation_config.json")
 
 _STATS_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_mcc", "val_f1_macro",
+                  "val_f1_micro", "val_subset_accuracy", "val_pearson", "val_spearman", "val_mse",
                   "train_time_s", "val_time_s", "examples_per_s")
 # steps.csv: one row every --log-steps optimizer steps (train_loss: mean over the batches
 # since the previous row; lr: the rate of the row's step) and at every validation.
-_STEP_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "val_accuracy", "val_mcc", "val_f1_macro")
+_STEP_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "val_accuracy", "val_mcc", "val_f1_macro",
+                 "val_f1_micro", "val_subset_accuracy", "val_pearson", "val_spearman", "val_mse")
 
 
 def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
@@ -54,7 +56,7 @@ def _epoch_line(row: dict, epochs: int, metric: str) -> str:
     text = f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}"
     if "val_loss" in row:
         text += f"  val loss {row['val_loss']:.4f}  val {metric} {row['val_' + metric]:.4f}"
-        if metric != "accuracy":
+        if metric != "accuracy" and "val_accuracy" in row:
             text += f"  (accuracy {row['val_accuracy']:.4f})"
     return text + f"  [{row['train_time_s']:.0f} s, {row['examples_per_s']:.1f} examples/s]"
 
@@ -159,6 +161,6 @@ def _plot(out: Path, result: dict) -> None:
 
     training_curves(result["steps"], result["history"], out / "learning_curves.png",
                     metric=result["metric"], best_step=result["best_step"])
-    if result["metrics"] is not None:
+    if result["metrics"] is not None and "confusion_matrix" in result["metrics"]:  # single-label
         plot_confusion(result["metrics"], out / "confusion_matrix.png",
                        title=f"Validation, epoch {result['best_epoch']}, step {result['best_step']}")

@@ -6,6 +6,7 @@ import click
 from click.core import ParameterSource
 
 from ..heads import HEADS
+from ..tasks import TASKS
 from ..train import DEFAULT_MAX_LENGTH, TrainConfig
 from ..train_config import CLASS_WEIGHTS, METRIC_CHOICES, PRECISIONS
 
@@ -89,9 +90,20 @@ def _explicit(ctx, names) -> dict:
               help="auto: weight the loss by inverse class frequency (default: none).")
 @click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="N",
               help="Stop after N epochs without a better validation metric (default: off).")
+@click.option("--task", type=click.Choice(TASKS), default=None,
+              help="single-label: one class per row; multi-label: any number of labels per row, "
+                   "joined by --label-sep; regression: a number per row (one output, MSE) "
+                   "(default: single-label).")
+@click.option("--multi-label", is_flag=True, default=None, help="Same as --task multi-label.")
+@click.option("--label-sep", default=None, metavar="SEP",
+              help=f"Multi-label: separator of the labels in one cell (default: '{_D['label_sep']}').")
+@click.option("--threshold", default=None, metavar="P|tune",
+              help="Multi-label: predict the labels with probability >= P; 'tune' picks the P "
+                   "with the best micro F1 on the validation set (default: 0.5).")
 @click.option("--metric", type=click.Choice(METRIC_CHOICES), default=None,
-              help="Validation metric that picks the kept epoch (default: auto, i.e. mcc when classes "
-                   "are imbalanced, else accuracy).")
+              help="Validation metric that picks the kept epoch (default: auto, i.e. single-label "
+                   "mcc when classes are imbalanced, else accuracy; multi-label f1_micro; "
+                   "regression spearman).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="auto: bf16 (or fp16) on GPUs and bf16 on CPUs with AMX, else fp32 (default: auto).")
 @click.option("--save-steps", type=click.IntRange(min=0), default=None,
@@ -141,6 +153,10 @@ def train_command(ctx, config_file, progress, as_json, lr_find, **_):
 
     names = [n for n in ctx.params if n not in ("config_file", "progress", "as_json", "lr_find")]
     given = _explicit(ctx, names)
+    if given.pop("multi_label", None):
+        if given.get("task", "multi-label") != "multi-label":
+            raise click.UsageError(f"--multi-label contradicts --task {given['task']}; give one of them.")
+        given["task"] = "multi-label"
     if progress is None:
         progress = stderr_is_terminal()
     if lr_find:
@@ -161,7 +177,7 @@ def train_command(ctx, config_file, progress, as_json, lr_find, **_):
         return
     files = result["files"]
     if as_json:
-        echo_json({"output": result["output"], "metric": result["metric"],
+        echo_json({"output": result["output"], "metric": result["metric"], "task": result.get("task"),
                    "best_epoch": result["best_epoch"], "metrics": result["metrics"],
                    "history": result["history"], "files": files,
                    "n_truncated": result["n_truncated"], "best_step": result.get("best_step"),
@@ -174,9 +190,13 @@ def train_command(ctx, config_file, progress, as_json, lr_find, **_):
         if refit:
             click.echo(f"\nrefit: {refit['epochs']} epochs on all {refit['n_train']:,} examples; "
                        "the validation figures below are pass 1's (selection/)")
+        from ..tasks import EPOCH_METRICS
+
+        shown = "  ".join(f"{k} {m[k]:.4f}" for k in EPOCH_METRICS[result.get("task", "single-label")])
+        if "threshold" in result:
+            shown += f"  threshold {result['threshold']:g}"
         click.echo(f"\nkept epoch {result['best_epoch']} (best validation {result['metric']}): "
-                   f"accuracy {m['accuracy']:.4f}  mcc {m['mcc']:.4f}  f1_macro {m['f1_macro']:.4f}  "
-                   f"(n={m['n']})")
+                   f"{shown}  (n={m['n']})")
     click.echo(f"\n{'model':<21} {result['output']}")
     for name in ("metrics.json", "stats.csv", "learning_curves.png", "confusion_matrix.png"):
         if name in files:
@@ -232,7 +252,7 @@ def evaluate_command(model, data, columns, quoting, encoding, format, text_colum
       bertkit evaluate --model topics-model --input topics_test.csv --png confusion.png
     """
     from ..classifier import Classifier
-    from ..evaluate import format_report
+    from ..evaluate import format_task_report
 
     if model is None:
         raise click.UsageError("evaluate needs --model DIR (a folder written by bertkit train).")
@@ -253,7 +273,9 @@ def evaluate_command(model, data, columns, quoting, encoding, format, text_colum
     if as_json:
         echo_json(metrics)
         return
-    click.echo(format_report(metrics))
+    click.echo(format_task_report(metrics))
+    if "confusion_matrix" not in metrics:
+        return
     click.echo("\nconfusion matrix (rows: true, columns: predicted)")
     labels = metrics["labels"]
     width = max(8, *(len(x) for x in labels))
@@ -319,12 +341,21 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
             warn(f"this model was trained on sentence pairs (column '{trained_pairs}'); give the "
                  "second text with --pair.")
         result = clf.predict(text, pair, batch_size=batch_size)
-        if result["truncated"]:
+        # a regression prediction is a bare number: its truncation is the call's
+        truncated = result["truncated"] if isinstance(result, dict) else bool(clf._last_truncated)
+        if truncated:
             warn(f"the input was longer than {clf.max_length} tokens and was cut.")
         if as_json:
-            echo_json(result)
+            echo_json({"prediction": result, "truncated": truncated} if clf.task == "regression"
+                      else result)
             return
-        click.echo(result["label"])
+        if clf.task == "regression":
+            click.echo(f"{result:.4f}")
+            return
+        if clf.task == "multi-label":  # the labels over the threshold, then every probability
+            click.echo(clf.label_sep.join(result["labels"]) or f"(no label >= {clf.threshold:g})")
+        else:
+            click.echo(result["label"])
         ranked = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])
         width = max(len(k) for k in result["probabilities"])
         for name, p in ranked:
