@@ -9,6 +9,7 @@ import click
 
 from .app import cli, echo_json, stderr_is_terminal, warn
 from .options import backend_option, columns_option, device_option, model_option, text_column_option
+from .ray_cmd import check_engine, engine_options, run_embed
 
 _LEVELS = ("sentence", "token", "word")
 _POOLINGS = ("mean", "cls", "max", "pooler")
@@ -61,9 +62,11 @@ _SUBWORDS = ("mean", "first", "last")
                    "unless --resume continues an interrupted run).")
 @click.option("--skip-empty", is_flag=True,
               help="Leave out empty rows (and say how many) instead of stopping at them.")
+@engine_options
 def embed_command(texts, input_path, text_column, columns, output, model, device, backend, level,
                   pooling, layers, layer_agg, subword, exclude_special, normalize, batch_size,
-                  max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty):
+                  max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty, engine,
+                  **engine_values):
     """Embed TEXT arguments or the rows of --input FILE.
 
     \b
@@ -72,6 +75,7 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
       bertkit embed --input dev.tsv --text-column sentence --output dev.npy
       bertkit embed --input dev.tsv --layers -4: --layer-agg concat --output dev4.npy
       bertkit embed "the river bank" --level word --layers -4: --layer-agg sum
+      bertkit embed --engine ray --input 'texts/*.jsonl' --output vectors/ --num-workers 8
     """
     from ..errors import InputError
     from ..models import set_threads
@@ -87,6 +91,15 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
                 max_tokens=max_tokens, long=long_mode)
+    check_engine(engine, engine_values,
+                 texts=bool(texts) and "--engine ray embeds files: give --input FILE, not TEXT arguments.",
+                 output=not output and "--engine ray needs --output DIR (a folder for the parquet shards).",
+                 level=level != "sentence" and "--engine ray writes sentence vectors only; leave out --level.")
+    if engine == "ray":
+        run_embed(input_path, output, text_column=text_column, columns=columns, model=model,
+                  device=device, backend=backend, opts=opts, chunk_size=chunk_size, resume=resume,
+                  overwrite=overwrite, skip_empty=skip_empty, engine_values=engine_values)
+        return
     set_threads()
     if not input_path:
         _embed_arguments(list(texts), opts, output, overwrite, model, device, backend)
