@@ -43,11 +43,13 @@ def ray_local():
 
 @pytest.fixture(scope="module")
 def two_files(tmp_path_factory):
-    """b.jsonl sorts after a.txt: its rows get ids 250..; one empty row (id 260)."""
+    """b.jsonl sorts after a.txt: its rows get ids 250..; empty rows: id 260 and ids 300-399
+    (with shards of 100, shard 3 has no texts)."""
     folder = tmp_path_factory.mktemp("in")
     first, second = texts(250, 1), texts(180, 2)
     (folder / "a.txt").write_text("\n".join(first) + "\n", encoding="utf-8")
     second[10] = ""
+    second[50:150] = [""] * 100
     (folder / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in second),
                                     encoding="utf-8")
     return folder, first + second
@@ -91,19 +93,19 @@ def test_shards_by_id_equal_the_local_engine(ray_local, tiny_model_dir, two_file
     out = tmp_path / "out"
     summary = embed_files(folder, out, model=tiny_model_dir, num_workers=2, shard_size=100,
                           keep_text=True, on_empty="skip", verbose=False)
-    assert (summary["n_rows"], summary["n_written"], summary["n_shards"]) == (430, 429, 5)
+    assert (summary["n_rows"], summary["n_written"], summary["n_shards"]) == (430, 329, 5)
     got = read_output(out)
-    assert got["id"].tolist() == [i for i in range(430) if i != 260]
+    assert got["id"].tolist() == [i for i in range(430) if i != 260 and not 300 <= i < 400]
     assert got["text"].tolist() == [t for t in rows if t]
     local = np.concatenate([np.load(embed_file(folder / name, tmp_path / f"{name}.npy", model=tiny_model_dir,
                                                on_empty="skip", verbose=False)["output"])
                             for name in ("a.txt", "b.jsonl")])
     vectors = np.stack(got["vector"])
-    assert vectors.shape == local.shape == (429, 32) and vectors.dtype == np.float32
+    assert vectors.shape == local.shape == (329, 32) and vectors.dtype == np.float32
     assert cosines(vectors, local).min() >= 0.99999
     manifest = read_manifest(out)
     assert manifest["complete"] and sorted(manifest["shards"], key=int) == ["0", "1", "2", "3", "4"]
-    assert manifest["shards"]["2"]["rows"] == 99  # ids 200..299 less the empty row
+    assert [manifest["shards"][k]["rows"] for k in "01234"] == [100, 100, 99, 0, 30]
 
 
 def test_resume_keeps_finished_shards_and_recomputes_the_rest(ray_local, tiny_model_dir, two_files, tmp_path):
@@ -129,7 +131,7 @@ def test_resume_keeps_finished_shards_and_recomputes_the_rest(ray_local, tiny_mo
     with pytest.raises(InputError, match="other settings or input .*shard_size"):
         embed_files(folder, out, resume=True, **dict(run, shard_size=50))
     summary = embed_files(folder, out, resume=True, **run)
-    assert summary["resumed_shards"] == 3 and summary["n_written"] == 429
+    assert summary["resumed_shards"] == 3 and summary["n_written"] == 329
     assert {k: os.stat(out / f"part-{k:06d}.parquet").st_mtime_ns for k in (0, 2, 4)} == kept
     assert not list(out.glob(".*tmp"))
     after = read_output(out)
@@ -185,3 +187,28 @@ def test_embed_dataset_adds_vectors(ray_local, tiny_model_dir):
     got = embed_dataset(ds, model=tiny_model_dir, num_workers=1, batch_size=16).to_pandas().sort_values("id")
     want = Encoder(tiny_model_dir).encode(rows)
     assert cosines(np.stack(got["vector"]), want).min() >= 0.99999
+
+
+def test_inputs_and_shards_without_ray(tmp_path):
+    """Ids count rows across the files in sorted order; a shard may span two files; a
+    shard whose rows were all left out as empty still exists, with no texts."""
+    from bertkit.ray_shards import expand_inputs, iter_shards, scan_inputs
+
+    (tmp_path / "b.txt").write_text("x\ny\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in ["one", "z", "", " "]),
+                                      encoding="utf-8")
+    (tmp_path / "notes.md").write_text("not an input\n", encoding="utf-8")
+    files = expand_inputs(tmp_path)
+    assert [os.path.basename(f) for f in files] == ["a.jsonl", "b.txt"]
+    assert expand_inputs(str(tmp_path / "*.txt")) == [str(tmp_path / "b.txt")]
+    with pytest.raises(InputError, match="--input pattern .* matches no files"):
+        expand_inputs(str(tmp_path / "*.parquet"))
+    with pytest.raises(InputError, match="--input '.*missing.txt' does not exist"):
+        expand_inputs(tmp_path / "missing.txt")
+    scans = scan_inputs(files, text_column=None, columns=None, on_empty="skip")
+    shards = list(iter_shards(files, scans, columns=None, on_empty="skip", shard_size=2))
+    assert shards == [{"shard": 0, "ids": [0, 1], "texts": ["one", "z"]},
+                      {"shard": 1, "ids": [], "texts": []},
+                      {"shard": 2, "ids": [4, 5], "texts": ["x", "y"]}]
+    assert [s["ids"] for s in iter_shards(files, scans, columns=None, on_empty="skip", shard_size=4)] == [
+        [0, 1], [4, 5]]

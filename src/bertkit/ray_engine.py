@@ -139,7 +139,8 @@ def predict_files(input, output, *, model, text_column: str | None = None, colum
     if trained.get("pair_column"):
         raise InputError(f"--engine ray predicts single texts; this model was trained on sentence "
                          f"pairs (column '{trained['pair_column']}'): use the local engine.")
-    settings = dict(kind="predict", model=os.path.abspath(str(model)), backend=backend,
+    name = os.path.abspath(model) if os.path.isdir(str(model)) else str(model)  # folder or Hub id
+    settings = dict(kind="predict", model=name, backend=backend,
                     max_length=clf.max_length, labels=clf.labels, batch_size=batch_size)
     worker = dict(kind="predict", model=str(model), backend=backend, max_length=max_length,
                   batch_size=batch_size, labels=clf.labels)
