@@ -95,6 +95,12 @@ def worker_figures(out: Path) -> dict:
             "rows_per_worker": sorted(rows for rows, _ in by_pid.values())}
 
 
+def save(args, cpu: str, results: list) -> None:
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"n": args.n, "cpu": cpu, "cores": os.cpu_count(),
+                                     "chunk_size": args.chunk_size, "results": results}, indent=1))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -125,6 +131,7 @@ def main(argv=None) -> int:
         r = run(["embed", *common, "--output", f"{tmp}/local.npy"], env)
         local = np.load(f"{tmp}/local.npy")
         results.append(dict(r, engine="local", workers=None, load_before=load))
+        save(args, cpu, results)  # after every configuration: a cut-short run keeps its rows
         for n in args.workers:
             out = Path(tmp) / f"ray{n}"
             load = os.getloadavg()[0]
@@ -138,6 +145,7 @@ def main(argv=None) -> int:
             results.append(dict(r, **figures, engine="ray", workers=n, load_before=load,
                                 overhead_s=r["seconds"] - figures["busiest_worker_s"],
                                 min_cosine=float(cos.min()), rows=len(got)))
+            save(args, cpu, results)
     for r in results:
         r["texts_s"] = args.n / r["seconds"]
     print(f"{args.n} SST-2 train sentences; all-MiniLM-L6-v2; shards/chunks of {args.chunk_size}; "
@@ -151,9 +159,7 @@ def main(argv=None) -> int:
         cos = f"{r['min_cosine']:.6f}" if "min_cosine" in r else "-"
         print(f"{name:<14}{r['seconds']:>8.1f}{r['texts_s']:>9.0f}{r['peak_rss_mib']:>14.0f}{per:>14}"
               f"{over:>12}{cos:>10}{r['load_before']:>6.1f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"n": args.n, "cpu": cpu, "cores": os.cpu_count(),
-                                     "chunk_size": args.chunk_size, "results": results}, indent=1))
+    save(args, cpu, results)
     print(f"(figures in {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json})")
     return 0
 

@@ -36,9 +36,12 @@ def cosines(a, b):
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'bertkit[ray]')")
+    niceness = os.environ.setdefault("RAY_worker_niceness", "0")  # as bertkit's own start does
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    if niceness == "0":
+        del os.environ["RAY_worker_niceness"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,7 @@ def test_unreachable_address_fails_in_one_line_quickly(tiny_model_dir, tmp_path)
     with pytest.raises(InputError, match=r"--ray-address '127.0.0.1:9' cannot be reached"):
         embed_files(tmp_path / "in.txt", tmp_path / "out", model=tiny_model_dir, ray_address="127.0.0.1:9")
     assert time.perf_counter() - started < 30
+    assert not (tmp_path / "out").exists()
 
 
 def test_shards_by_id_equal_the_local_engine(ray_local, tiny_model_dir, two_files, tmp_path):

@@ -277,14 +277,15 @@ def _run(worker, settings, input, output, *, text_column, columns, on_empty, sha
                     text_columns=[s.column for s in scans], columns=columns, on_empty=on_empty,
                     shard_size=shard_size, keep_text=keep_text, device=device.split(":")[0],
                     bertkit=__version__)
-    manifest = open_output(output, settings, resume=resume, overwrite=overwrite, log=log)
-    resumed = len(manifest["shards"])
-    if resumed and log is not None:
-        log(f"Resuming: {resumed} finished shard(s) found in {output}/.")
-    shards = iter_shards(files, scans, columns=columns, on_empty=on_empty, shard_size=shard_size)
-    todo = (s for s in shards if str(s["shard"]) not in manifest["shards"])
+    # Ray first: a cluster that cannot be reached leaves no output folder behind.
     with ray_session(ray_address, num_workers=num_workers, num_gpus_per_worker=num_gpus_per_worker,
                      timeout=CONNECT_TIMEOUT) as ray:
+        manifest = open_output(output, settings, resume=resume, overwrite=overwrite, log=log)
+        resumed = len(manifest["shards"])
+        if resumed and log is not None:
+            log(f"Resuming: {resumed} finished shard(s) found in {output}/.")
+        shards = iter_shards(files, scans, columns=columns, on_empty=on_empty, shard_size=shard_size)
+        todo = (s for s in shards if str(s["shard"]) not in manifest["shards"])
         while wave := _take(todo, WAVE_SHARDS):
             _run_wave(ray, wave, worker, manifest, output, keep_text, device, num_workers,
                       num_gpus_per_worker)
