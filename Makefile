@@ -21,8 +21,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/quickstart.sh
 
+# Every test, the `slow` end-to-end runs included; the 15 slowest are listed at the end so
+# the suite's time stays visible (`PYTEST_ARGS='-m "not slow"'` for a quick pass).
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

@@ -49,6 +49,10 @@ def main(argv=None) -> int:
     p.add_argument("--layers", default="-1")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "embed_memory.json")
     args = p.parse_args(argv)
+    if not args.data.is_file():
+        print(f"error: {args.data} is not here; this benchmark reads SST-2's train.tsv (GLUE) from "
+              "../shared/datasets/sst2/ beside the clone, or pass --data FILE.", file=sys.stderr)
+        return 2
 
     lines = args.data.read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], lines[1:]

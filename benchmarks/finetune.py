@@ -319,6 +319,10 @@ def main(argv=None) -> None:
     for name in [t for t in args.tasks.split(",") if t]:
         if name not in TASKS:
             sys.exit(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+        missing = [DATA / TASKS[name][k] for k in ("train", "test") if not (DATA / TASKS[name][k]).is_file()]
+        if missing:
+            sys.exit(f"error: {missing[0]} is not here; this benchmark reads the public {name} files "
+                     f"from ../shared/datasets/ beside the clone (or $BERTKIT_DATASETS).")
         run_task(name, args)
     if args.speed:
         run_speed(args)

@@ -102,6 +102,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(HERE, "results", "sts_dev.json"),
                    help="Where to write the figures as JSON ('' for nowhere).")
     args = p.parse_args(argv)
+    if not os.path.isfile(args.data):
+        print(f"error: {args.data} is not here; this benchmark reads STS-B's dev.tsv (GLUE) from "
+              "../shared/datasets/stsb/ beside the clone, or pass --data FILE.", file=sys.stderr)
+        return 2
 
     import torch
 

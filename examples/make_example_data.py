@@ -7,7 +7,9 @@ data set is copied), with a fixed seed, so running this again gives the same fil
   (cooking, sports, technology), 120 / 40 rows per topic;
 * topics_unlabelled.csv: ``text`` only, for ``bertkit predict --input``;
 * pairs_train.tsv / pairs_test.tsv: ``first<TAB>second<TAB>label``, label ``same`` when
-  both sentences are about the same topic, else ``different`` (a sentence-pair task).
+  both sentences are about the same topic, else ``different`` (a sentence-pair task);
+* reviews_train.csv / reviews_test.csv: ``text,label``, short product reviews labelled
+  positive, negative or mixed, 120 / 40 rows per label: a task with real confusions.
 
 Run: python examples/make_example_data.py
 """
@@ -123,6 +125,85 @@ def unique_sentences(topic: str, n: int, rng: random.Random, seen: set) -> list:
     return out
 
 
+# --------------------------------------------------------------------------- reviews
+# A harder task on purpose: short product reviews labelled positive, negative or mixed.
+# Mixed reviews praise one thing and criticise another; some positive and negative reviews
+# name a good and a bad thing too ("It is not true that the fan is loud; ...", "I wish I
+# could say ...; ..."), and, as with reviews people label, about one label in ten is a
+# neighbouring class (an annotator who weighed the review differently). So a fine-tuned
+# model confuses mixed with the other two, and the confusion matrix and the learning
+# curves show something (the topics set is so easy that every run scores 1.00).
+REVIEW_GOOD = [
+    "the battery lasts all day", "the screen is bright and sharp", "the sound is rich and clear",
+    "setup took two minutes", "the case feels solid", "it charges quickly",
+    "the camera takes lovely photos", "the keyboard is a joy to type on", "the price is fair",
+    "support answered within an hour", "the app is simple to use", "it runs quietly",
+    "the strap is comfortable", "delivery was fast", "the colours look natural",
+    "the manual is clear", "it connects to my phone at once", "the fan stays silent",
+]
+REVIEW_BAD = [
+    "the battery dies by noon", "the screen is dim and blurry", "the sound crackles",
+    "setup took an entire evening", "the case creaked after a week", "it charges slowly",
+    "the camera takes grainy photos", "the keys stick", "the price is far too high",
+    "support never answered", "the app crashes constantly", "it rattles when it runs",
+    "the strap broke on day two", "delivery took a month", "the colours look washed out",
+    "the manual is useless", "it keeps losing the connection", "the fan is loud",
+]
+PRODUCTS = ["these headphones", "this tablet", "the new watch", "this speaker", "the laptop",
+            "this camera", "the e-reader", "this phone", "the fitness band", "the monitor"]
+REVIEW_TEMPLATES = {
+    "positive": ["{G}, and {g}.", "I love {p}: {g}.", "Not bad at all: {g}.",
+                 "I expected little from {p}, but {g}.", "{G}. Also, {g}.",
+                 "Five stars for {p}; {g}.", "Honestly, {g} and {g2}.",
+                 "It is not true that {b}; {g}.", "Someone said {b}, but for me {g}."],
+    "negative": ["{B}, and {b}.", "I regret buying {p}: {b}.", "Not great: {b}.",
+                 "I had high hopes for {p}, but {b}.", "{B}. Also, {b}.",
+                 "One star for {p}; {b}.", "Honestly, {b} and {b2}.",
+                 "I wish I could say {g}; {b}.", "The ad promised {g}, but {b}."],
+    "mixed": ["{G}, but {b}.", "{B}, although {g}.", "I like {p}: {g}. Sadly, {b}.",
+              "{G}. On the other hand, {b}.", "Not bad: {g}, yet {b}.",
+              "Three stars for {p}; {g}, but {b}.", "Honestly, {b}, though {g}."],
+}
+
+
+def review(label: str, rng: random.Random) -> str:
+    g, g2 = rng.sample(REVIEW_GOOD, 2)
+    b, b2 = rng.sample(REVIEW_BAD, 2)
+    text = rng.choice(REVIEW_TEMPLATES[label]).format(
+        g=g, g2=g2, G=g[0].upper() + g[1:], b=b, b2=b2, B=b[0].upper() + b[1:],
+        p=rng.choice(PRODUCTS))
+    return text[0].upper() + text[1:]
+
+
+def reviews(n_per_label: int, rng: random.Random, seen: set) -> list:
+    rows = []
+    labels = list(REVIEW_TEMPLATES)
+    for label in labels:
+        got = 0
+        while got < n_per_label:
+            text = review(label, rng)
+            if text not in seen:
+                seen.add(text)
+                # one label in ten: a neighbouring class, as annotators disagree
+                if rng.random() < 0.1:
+                    label_given = "mixed" if label != "mixed" else rng.choice(labels[:2])
+                else:
+                    label_given = label
+                rows.append((text, label_given))
+                got += 1
+    rng.shuffle(rows)
+    return rows
+
+
+def write_reviews() -> None:
+    rng, seen = random.Random(20261123), set()
+    for name, n in (("reviews_train.csv", 120), ("reviews_test.csv", 40)):
+        with open(OUT / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows(reviews(n, rng, seen))
+
+
 def main() -> None:
     rng = random.Random(20261121)
     seen: set = set()
@@ -161,8 +242,9 @@ def main() -> None:
             writer = csv.writer(f, delimiter="\t")
             writer.writerow(["first", "second", "label"])
             writer.writerows(pairs(n))
+    write_reviews()
     print(f"wrote {len(train)} + {len(test)} topic rows, {len(unlabelled)} unlabelled, "
-          f"300 pairs into {OUT}")
+          f"300 pairs, 360 + 120 reviews into {OUT}")
 
 
 if __name__ == "__main__":

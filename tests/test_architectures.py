@@ -273,6 +273,7 @@ def test_onnx_encoder_matches_torch(arch, encoders):
     assert cosines(got, want).min() >= 0.9999
 
 
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_train_predict_on_every_backend(arch, trained):
     name, _ = arch
     topics_dir, pairs_dir, pairs_file = trained

@@ -41,14 +41,18 @@ def test_select_layers_heads_and_specials(tiny_att):
     m, tokens = tiny_att.select(layer=-1, head="mean")
     np.testing.assert_allclose(m, w[1].mean(axis=0), atol=1e-7)
     assert tokens == tiny_att.tokens
-    m1, _ = tiny_att.select(layer=1, head=3)
-    np.testing.assert_array_equal(m1, w[0, 3])
+    m1, _ = tiny_att.select(layer=1, head=3)  # heads count from 1, like layers
+    np.testing.assert_array_equal(m1, w[0, 2])
     np.testing.assert_array_equal(tiny_att.select(layer=2, head=-1)[0], w[1, 3])
+    np.testing.assert_array_equal(tiny_att.select(layer=2, head=4)[0], w[1, 3])
     grid, _ = tiny_att.select(layer=2, head="all")
     assert grid.shape == (4, 12, 12)
-    inner, inner_tokens = tiny_att.select(layer=2, head=0, special=False)
+    inner, inner_tokens = tiny_att.select(layer=2, head=1, exclude_special=True)
     keep = [i for i, s in enumerate(tiny_att.special) if not s]
     np.testing.assert_array_equal(inner, w[1, 0][np.ix_(keep, keep)])
+    with pytest.warns(DeprecationWarning, match="exclude_special"):
+        old, _ = tiny_att.select(layer=2, head=1, special=False)  # the old spelling, one release
+    np.testing.assert_array_equal(old, inner)
     assert "[CLS]" not in inner_tokens and "[SEP]" not in inner_tokens and len(inner_tokens) == 9
 
 
@@ -57,8 +61,10 @@ def test_bad_layer_and_head_name_the_range(tiny_att):
         tiny_att.select(layer=0)
     with pytest.raises(InputError, match=r"1\.\.2"):
         tiny_att.select(layer=3)
-    with pytest.raises(InputError, match=r"0\.\.3"):
-        tiny_att.select(head=4)
+    with pytest.raises(InputError, match=r"1\.\.4"):
+        tiny_att.select(head=5)
+    with pytest.raises(InputError, match=r"1\.\.4"):
+        tiny_att.select(head=0)
     with pytest.raises(InputError, match="'mean' or 'all'"):
         tiny_att.select(head="max")
     with pytest.raises(InputError, match="'text' is empty"):
@@ -83,11 +89,11 @@ def test_truncation_is_counted(tiny_model_dir):
 
 def test_plots_are_pngs(tiny_att, tmp_path):
     one = plot_attention(tiny_att, tmp_path / "one.png", layer=1, head=2)
-    grid = plot_attention(tiny_att, tmp_path / "grid.png", head="all", special=False)
+    grid = tiny_att.plot(tmp_path / "grid.png", head="all", exclude_special=True)
     for path, least in ((one, 15_000), (grid, 30_000)):
         data = open(path, "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > least
-    d = tiny_att.to_dict(layer=2, head="mean", special=False)
+    d = tiny_att.to_dict(layer=2, head="mean", exclude_special=True)
     assert d["layer"] == 2 and d["head"] == "mean" and len(d["weights"]) == len(d["tokens"]) == 9
 
 

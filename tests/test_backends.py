@@ -319,6 +319,7 @@ def test_bad_input_shapes_name_the_argument(tiny_model_dir):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_default_model_onnx_and_int8():
     """fp32 ONNX reproduces torch; int8 stays close on the 120 bundled topic sentences."""
     from importlib.resources import files

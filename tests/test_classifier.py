@@ -45,7 +45,8 @@ def test_predict_shapes_and_order(clf_dir):
     clf = Classifier(clf_dir, device="cpu")
     assert clf.labels == ["food", "sky", "sport"] and clf.max_length == 64
     one = clf.predict("the team won the match")
-    assert set(one) == {"label", "probabilities"} and one["label"] in clf.labels
+    assert set(one) == {"label", "probabilities", "truncated"} and one["label"] in clf.labels
+    assert one["truncated"] is False
     assert sum(one["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     texts = ["the sun", "we ate the sweet food and the gran bars " * 3, "team", "the rain at night"]
     probs = clf.predict_proba(texts, batch_size=2)
@@ -107,7 +108,7 @@ def test_predict_file(clf_dir, tmp_path, ext):
         clf.predict_file(src, tmp_path / "out.txt")
 
 
-def test_pairs(pair_dir):
+def test_pairs(pair_dir, monkeypatch):
     out, path = pair_dir
     clf = Classifier(out, device="cpu")
     assert clf.training_args["data"]["pair_column"] == "hypothesis"
@@ -115,6 +116,29 @@ def test_pairs(pair_dir):
     assert m["n"] == 24
     p = clf.predict("the team won", "the game")
     assert p["label"] in ("same", "different")
+    # the pair reaches the model: what predict hands the model is tokenizer(text, pair),
+    # with segment 1 on the pair, and its probabilities are the transformers model's
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import bertkit.predict
+
+    fed = []
+    real = bertkit.predict.predict_logits
+
+    def spy(backend, enc, **kwargs):
+        fed.append(enc)
+        return real(backend, enc, **kwargs)
+
+    monkeypatch.setattr(bertkit.predict, "predict_logits", spy)
+    got = clf.predict_proba(["the team won"], ["the game"])[0]
+    want_ids = clf.tokenizer("the team won", "the game")
+    assert fed[0].input_ids[0] == want_ids["input_ids"]
+    assert fed[0].token_type_ids[0] == want_ids["token_type_ids"] and sum(fed[0].token_type_ids[0]) == 3
+    hf = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        want = hf(**clf.tokenizer("the team won", "the game", return_tensors="pt")).logits.softmax(-1)[0]
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
     from bertkit.predict import encode_examples
 
     enc = encode_examples(clf.tokenizer, ["the team won"], ["the game"], max_length=64)
@@ -128,6 +152,7 @@ def test_pairs(pair_dir):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_real_model_learns_the_example_topics(tmp_path):
     """Fine-tune the bundled all-MiniLM-L6-v2 briefly on the shipped example data."""
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -82,8 +82,8 @@ def test_predict_onnx_int8_agrees_with_torch(clf_dir, cache):
 
 
 def test_evaluate_onnx_gives_the_torch_metrics(clf_dir):
-    want = ok_json(run("evaluate", "--model", clf_dir, "--data", TOPICS, "--json"))
-    got = ok_json(run("evaluate", "--model", clf_dir, "--data", TOPICS, "--backend", "onnx", "--json"))
+    want = ok_json(run("evaluate", "--model", clf_dir, "--input", TOPICS, "--json"))
+    got = ok_json(run("evaluate", "--model", clf_dir, "--input", TOPICS, "--backend", "onnx", "--json"))
     assert got["n"] == want["n"] == 90
     assert got["accuracy"] == want["accuracy"]
     assert got["confusion_matrix"] == want["confusion_matrix"]
@@ -111,7 +111,7 @@ def test_search_refuses_an_index_of_another_backend(tiny_model_dir, tmp_path):
     stamp = index.stat().st_mtime_ns
 
     line = one_error_line(run(*base, "--backend", "onnx", "--json"))
-    assert "backend=torch" in line and "backend=onnx" in line and str(index) in line
+    assert "--backend torch" in line and "--backend onnx" in line and str(index) in line
     assert index.stat().st_mtime_ns == stamp  # the index is left as it was
 
     again = ok_json(run(*base, "--backend", "torch", "--json"))  # the same back-end reuses it
@@ -136,7 +136,7 @@ def test_missing_onnxruntime_is_one_error_line(clf_dir, tiny_model_dir, tmp_path
     corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     args = {
         "predict": ["predict", "--model", clf_dir, "the team won"],
-        "evaluate": ["evaluate", "--model", clf_dir, "--data", TOPICS],
+        "evaluate": ["evaluate", "--model", clf_dir, "--input", TOPICS],
         "similarity": ["similarity", "sentences", "a cat", "a dog", "--model", tiny_model_dir],
         "search": ["search", "--corpus", corpus, "--query", "a game", "--model", tiny_model_dir,
                    "--index", tmp_path / "i.npz"],

@@ -21,12 +21,41 @@ def test_headerless_tsv_with_columns(tmp_path):
     assert frame["mark"].tolist() == ["", "*"]
 
 
-def test_quoted_tsv_fields(tmp_path):
+def test_quoted_tsv_fields_with_quoting_csv(tmp_path):
     f = tmp_path / "snli.tsv"
     f.write_text('premise\thypothesis\tlabel\n"A man says ""hi"" loudly."\tA man talks.\t0\n')
-    frame = read_table(f)
+    frame = read_table(f, quoting="csv")
     assert frame.loc[0, "premise"] == 'A man says "hi" loudly.'
     assert frame.loc[0, "label"] == "0"
+    # By default a .tsv is read as written: the quotes are part of the text.
+    assert read_table(f).loc[0, "premise"] == '"A man says ""hi"" loudly."'
+
+
+def test_tsv_quotes_inside_texts_keep_every_row(tmp_path):
+    # A text that opens with a quote and another that holds one: with CSV quoting the quote
+    # would swallow the rows between (4 rows read as 2); the TSV default keeps all four.
+    f = tmp_path / "merge.tsv"
+    f.write_text('sentence\tlabel\n"quoted start and more\t1\nsecond row\t0\n'
+                 'third " row\t1\nfourth\t0\n')
+    frame = read_table(f)
+    assert frame["sentence"].tolist() == ['"quoted start and more', "second row", 'third " row',
+                                          "fourth"]
+    assert frame["label"].tolist() == ["1", "0", "1", "0"]
+    with pytest.raises(DataError, match=r"4 data lines but quoting joined them into 2 rows.*"
+                                        r"--quoting none"):
+        read_table(f, quoting="csv")
+
+
+def test_glue_tsv_with_bom_and_quotes(tmp_path):
+    # MRPC as distributed: a UTF-8 BOM before the header, unbalanced quotes inside texts.
+    f = tmp_path / "mrpc.tsv"
+    f.write_bytes('\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n'
+                  '1\t1\t2\tHe said "no.\tShe said "yes" twice.\n'
+                  '0\t3\t4\t"Quoted" start\tplain\n'.encode("utf-8"))
+    frame = read_table(f)
+    assert frame.columns.tolist() == ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+    assert frame["#1 String"].tolist() == ['He said "no.', '"Quoted" start']
+    assert frame["#2 String"].tolist() == ['She said "yes" twice.', "plain"]
 
 
 def test_jsonl_and_parquet(tmp_path):
@@ -54,10 +83,46 @@ def test_non_utf8_is_clear(tmp_path):
         read_table(f)
 
 
+@pytest.mark.parametrize("name", ["bad.csv", "bad.tsv", "bad.txt", "bad.jsonl"])
+def test_decode_error_names_line_byte_offset_and_flag(tmp_path, name):
+    # A bad byte far into the file (past pandas' first read block would be): the error
+    # points at its line and its offset in the file, and names --encoding.
+    f = tmp_path / name
+    good = "text\n" if not name.endswith(".jsonl") else ""
+    line = '{"text": "ok"}\n' if name.endswith(".jsonl") else "ok\n"
+    head = (good + line * 3000).encode("utf-8")
+    bad = '{"text": "caf\xe9"}\n' if name.endswith(".jsonl") else "caf\xe9\n"
+    f.write_bytes(head + bad.encode("latin-1") + line.encode())
+    n_line = head.count(b"\n") + 1
+    offset = len(head) + bad.encode("latin-1").index(b"\xe9")
+    with pytest.raises(DataError, match=rf"not valid UTF-8 \(--encoding utf-8\): byte b'\\xe9' "
+                                        rf"on line {n_line} \(byte offset {offset} of the file\);"
+                                        r" pass its encoding with --encoding"):
+        read_table(f)
+
+
+def test_latin1_file_with_encoding(tmp_path):
+    f = tmp_path / "latin1.tsv"
+    f.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\nna\xefve \"x\t0\n".encode("latin-1"))
+    frame = read_table(f, encoding="latin-1")
+    assert frame["sentence"].tolist() == ["caf\xe9 cr\xe8me", 'na\xefve "x']
+    g = tmp_path / "cp.txt"
+    g.write_bytes("\u201cquoted\u201d \u2013 dash\n".encode("cp1252"))
+    assert read_table(g, encoding="cp1252")["text"].tolist() == ["\u201cquoted\u201d \u2013 dash"]
+    with pytest.raises(DataError, match=r"Unknown encoding 'klingon' \(--encoding\)"):
+        read_table(g, encoding="klingon")
+
+
+def test_utf8_bom_is_not_text_in_txt(tmp_path):
+    f = tmp_path / "bom.txt"
+    f.write_bytes("\ufefffirst\nsecond\n".encode("utf-8"))
+    assert read_table(f)["text"].tolist() == ["first", "second"]
+
+
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_table(tmp_path / "nope.csv")
-    with pytest.raises(DataError, match="Cannot tell the format"):
+    with pytest.raises(DataError, match="Cannot tell the format.*--format"):
         file_format("data.xlsx")
 
 
@@ -126,8 +191,17 @@ def test_gzipped_text_formats_are_decompressed(tmp_path):
 
 def test_a_folder_is_not_a_file(tmp_path):
     (tmp_path / "d.csv").mkdir()
-    with pytest.raises(DataError, match=r"'.*d.csv' is a folder; give a file\."):
+    # An empty folder (or one of CSV files) is no folder format: say it is a folder and
+    # which layouts a folder can have.
+    with pytest.raises(DataError, match=r"'.*d.csv' is a folder, not a file\. A folder can be "
+                                        r"read as: class sub-folders.*"
+                                        r"--format folder.*--format hf.*--format parquet"):
         read_table(tmp_path / "d.csv")
+    (tmp_path / "d.csv" / "part1.csv").write_text("text\na\n")
+    with pytest.raises(DataError, match=r"is a folder, not a file"):
+        read_table(tmp_path / "d.csv")
+    with pytest.raises(DataError, match=r"is a folder, but --format csv reads a file"):
+        read_table(tmp_path / "d.csv", format="csv")
 
 
 def test_text_kind_policy():

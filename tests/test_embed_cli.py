@@ -208,7 +208,7 @@ def test_bad_usage_is_one_error_line(run, tmp_path):
     _error(run("a", "--resume"), r"--resume needs --output")
     _error(run("a", "-o", tmp_path / "x.bin"), r"Cannot tell the output format of .*x.bin")
     _error(run("--input", tmp_path / "missing.txt", "-o", tmp_path / "x.npy"), r"does not exist")
-    _error(run("a", "--layers", "9"), r"The 'layers' parameter .* 3 hidden states")
+    _error(run("a", "--layers", "9"), r"--layers must .* 3 hidden states")  # the CLI names its flag
     _error(run("a", ""), r"TEXT\[1\] is empty")
     src = tmp_path / "in.csv"
     pd.DataFrame({"a": ["x"], "b": ["y"]}).to_csv(src, index=False)
@@ -222,6 +222,7 @@ def test_bad_usage_is_one_error_line(run, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_sst2_dev_shapes(tmp_path, shared_datasets):
     """The issue's must-show, on the first 200 rows (the full file is run by hand)."""
     rows = open(shared_datasets / "sst2" / "dev.tsv", encoding="utf-8").read().splitlines()[:201]
@@ -346,6 +347,7 @@ def test_resume_notices_an_edit_with_the_same_size_and_time(run, tmp_path, monke
            r"Cannot resume: .*differs in: input")
 
 
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_broken_pipe_exits_quietly(tiny_model_dir, tmp_path):
     """`bertkit embed --input corpus.txt | head -c 100`: no 'unexpected' error, exit 141."""
     import os
@@ -375,9 +377,10 @@ def test_gzipped_input_folder_input_and_layer_slices(run, tiny, tmp_path):
     _ok(run("-i", src, "-o", tmp_path / "o.npy"))
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), tiny.encode(TEXTS), rtol=1e-4, atol=1e-6)
     (tmp_path / "dir.txt").mkdir()
-    _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder; give a file\.")
+    _error(run("-i", tmp_path / "dir.txt"), r"'.*dir.txt' is a folder, not a file\. A folder "
+                                            r"can be read as: ")
     # the tiny model has 3 hidden states: -4: used to be clamped to "all" silently
-    _error(run("a", "--layers", "-4:"), r"The 'layers' parameter .* 3 hidden states.*out of range")
+    _error(run("a", "--layers", "-4:"), r"--layers must .* 3 hidden states.*out of range")
 
 
 # ---------------------------------------------------------------- issue 9: folder defaults, --backend

@@ -5,7 +5,7 @@ import pytest
 
 from bertkit.evaluate import classification_metrics, confusion_matrix, format_report, plot_confusion
 
-sk = pytest.importorskip("sklearn.metrics")
+import sklearn.metrics as sk  # noqa: E402  (scikit-learn is in the dev extras: never skipped)
 
 
 @pytest.mark.parametrize("k,n,seed", [(2, 200, 0), (3, 150, 1), (4, 97, 2), (5, 40, 3)])

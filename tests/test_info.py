@@ -6,8 +6,11 @@ from bertkit.info import model_info
 def test_tiny_model_counts(tiny_model_dir):
     from transformers import AutoModel
 
+    from bertkit.info import _from_files
+
+    assert _from_files(tiny_model_dir) is not None  # counted from the safetensors header
     info = model_info(tiny_model_dir)
-    net = AutoModel.from_pretrained(tiny_model_dir)
+    net = AutoModel.from_pretrained(tiny_model_dir)  # the loaded model: an independent count
     assert info["num_hidden_layers"] == 2
     assert info["num_hidden_states"] == 3
     assert info["hidden_size"] == 32
@@ -22,6 +25,9 @@ def test_classifier_head_is_its_own_group(tmp_path):
 
     folder = build_tiny_model(tmp_path / "clf", num_labels=3)
     info = model_info(folder)
+    from bertkit.info import _from_files, _from_loaded_model
+
+    assert _from_files(folder) == _from_loaded_model(folder)  # header and loaded model agree
     assert info["architecture"] == "BertForSequenceClassification"
     assert info["parameters"]["head"] == 32 * 3 + 3
     assert info["num_labels"] == 3
@@ -35,7 +41,11 @@ def test_default_model_info():
     assert info["num_hidden_states"] == 7
     assert info["num_attention_heads"] == 12
     assert info["vocab_size"] == 30522
-    assert info["num_parameters"] == 22_713_216
+    assert info["num_parameters"] == 22_713_216  # the buffer position_ids (512) not counted
+    from bertkit.info import _from_loaded_model
+
+    loaded = _from_loaded_model(None)
+    assert {k: info[k] for k in loaded} == loaded
 
 
 def test_plain_folder_has_no_folder_settings(tiny_model_dir):

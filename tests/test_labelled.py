@@ -23,7 +23,7 @@ def test_headerless_tsv_with_columns():
 
 def test_quoted_pair_tsv():
     d = load_labelled(os.path.join(FIX, "train_pairs.tsv"), text_column="premise",
-                      pair_column="hypothesis")
+                      pair_column="hypothesis", quoting="csv")
     assert d.texts[0] == 'A man is reading "Lotos." outside.'
     assert d.texts[2] == 'A sign says "no\tentry".'  # a quoted TAB stays inside the field
     assert d.pairs[1] == "The dogs are asleep."
@@ -84,7 +84,7 @@ def test_stratified_split_is_seeded_and_keeps_shares():
     assert 100 in train  # a label with one example stays in training
     assert stratified_split(labels, 0.1, seed=3) == (train, val)
     assert stratified_split(labels, 0.1, seed=4)[1] != val
-    with pytest.raises(InputError, match="--val-split"):
+    with pytest.raises(InputError, match="'val_split' parameter"):
         stratified_split(labels, 1.5, seed=0)
 
 

@@ -49,7 +49,7 @@ def data(tmp_path_factory):
 def test_model_without_trained_head_is_refused(tiny_model_dir, hf_classifier, data):
     # The plain encoder would get a random head: different probabilities on every run.
     for args in (["predict", "--model", tiny_model_dir, "the cat sat"],
-                 ["evaluate", "--model", tiny_model_dir, "--data", data]):
+                 ["evaluate", "--model", tiny_model_dir, "--input", data]):
         result = run(*args)
         one_error_line(result, f"Error: '{tiny_model_dir}' has no trained classification head")
         assert "bertkit train --train FILE" in result.stderr and "--output DIR" in result.stderr
@@ -59,7 +59,7 @@ def test_model_without_trained_head_is_refused(tiny_model_dir, hf_classifier, da
     first = run("predict", "--model", hf_classifier, "the cat sat")
     assert first.exit_code == 0, first.output
     assert run("predict", "--model", hf_classifier, "the cat sat").stdout == first.stdout
-    assert run("evaluate", "--model", hf_classifier, "--data", data).exit_code == 0
+    assert run("evaluate", "--model", hf_classifier, "--input", data).exit_code == 0
 
 
 @pytest.mark.integration
@@ -78,9 +78,9 @@ def test_help_says_model_is_required(command):
 def test_max_length_over_the_model_limit(hf_classifier, data):
     one_error_line(run("predict", "--model", hf_classifier, "--max-length", "100000", LONG),
                    "Error: --max-length 100000 is over the model's limit of 64 tokens.")
-    one_error_line(run("evaluate", "--model", hf_classifier, "--data", data, "--max-length", "65"),
+    one_error_line(run("evaluate", "--model", hf_classifier, "--input", data, "--max-length", "65"),
                    "Error: --max-length 65 is over the model's limit of 64 tokens.")
-    with pytest.raises(InputError, match="--max-length 65 is over"):
+    with pytest.raises(InputError, match="max_length=65 is over"):  # the library names its parameter
         Classifier(hf_classifier, device="cpu", max_length=65)
     assert Classifier(hf_classifier, device="cpu", max_length=64).max_length == 64
 
@@ -94,8 +94,8 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path, data):
                    f"Error: --output '{tmp_path / 'out.csv'}' is a folder")
     one_error_line(run(*predict, data / "pred.csv"),
                    f"Error: --output '{data / 'pred.csv'}' cannot be written: '{data}' is a file")
-    one_error_line(run("evaluate", "--model", nomodel, "--data", data, "--plot", data / "cm.png"),
-                   f"Error: --plot '{data / 'cm.png'}' cannot be written: '{data}' is a file")
+    one_error_line(run("evaluate", "--model", nomodel, "--input", data, "--png", data / "cm.png"),
+                   f"Error: --png '{data / 'cm.png'}' cannot be written: '{data}' is a file")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,

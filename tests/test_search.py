@@ -157,8 +157,18 @@ def test_default_index_path_in_cache(tmp_path, monkeypatch):
 
 
 def test_semantic_search_one_off(tiny_encoder):
-    hits = semantic_search("a cat on the mat", CORPUS, k=1, encoder=tiny_encoder)
-    assert len(hits) == 1 and hits[0].rank == 1 and hits[0].text in CORPUS
+    from bertkit.similarity import cosine_matrix
+
+    query = "a cat on the mat"
+    hits = semantic_search(query, CORPUS, k=3, encoder=tiny_encoder)
+    # the order a brute-force cosine over the same vectors gives (not just "some corpus text")
+    scores = cosine_matrix(tiny_encoder.encode([query]), tiny_encoder.encode(CORPUS))[0]
+    best = np.argsort(-scores, kind="stable")[:3]
+    assert [h.text for h in hits] == [CORPUS[i] for i in best]
+    assert [h.rank for h in hits] == [1, 2, 3]
+    np.testing.assert_allclose([h.score for h in hits], scores[best], atol=1e-5)
+    again = semantic_search(CORPUS[2], CORPUS, k=1, encoder=tiny_encoder)[0]
+    assert again.text == CORPUS[2] and again.score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_cached_index_is_rebuilt_when_model_changes_in_place(tmp_path, monkeypatch):
@@ -218,3 +228,23 @@ def test_embeddings_npy_or_damaged_header_is_one_clear_error(index, tiny_encoder
         SearchIndex.load(old)
     rebuilt, status = open_index(corpus, encoder=tiny_encoder, index_path=old, rebuild=True)
     assert status.action == "rebuilt" and SearchIndex.load(old).texts == CORPUS
+
+
+def test_corpus_read_settings_and_folder_corpus(tiny_encoder, tmp_path):
+    # A latin-1 corpus is read with encoding=..., and reading it another way rebuilds the
+    # index (the texts differ); a folder of one file per class is a corpus too.
+    corpus = tmp_path / "latin.txt"
+    corpus.write_bytes("caf\xe9 au lait\nthe river bank\n".encode("latin-1"))
+    idx = tmp_path / "i.npz"
+    index, status = open_index(corpus, encoder=tiny_encoder, index_path=idx, encoding="latin-1")
+    assert status.action == "built" and index.texts[0] == "caf\xe9 au lait"
+    _, status = open_index(corpus, encoder=tiny_encoder, index_path=idx, encoding="latin-1")
+    assert status.action == "reused"
+    index, status = open_index(corpus, encoder=tiny_encoder, index_path=idx, encoding="cp1252")
+    assert status.action == "rebuilt" and "--encoding" in status.reason
+    folder = tmp_path / "classes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one\ntwo\n")
+    (folder / "b.txt").write_text("three\n")
+    index, _ = open_index(folder, encoder=tiny_encoder, index_path=tmp_path / "f.npz", format="folder")
+    assert index.texts == ["one", "two", "three"]

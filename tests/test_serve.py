@@ -123,8 +123,8 @@ def test_tokenize_similarity_attention_routes(tiny_enc):
         assert a["num_layers"] == 2 and a["num_heads"] == 4 and a["head"] is None and a["layer"] == 2
         assert np.allclose(a["weights"], att.weights[1].mean(0), atol=1e-5)
         a = c.post("/v1/attention", json={"text": "a cat sat", "layer": -1, "head": 3}).json()
-        assert a["layer"] == 2 and a["head"] == 3
-        assert np.allclose(a["weights"], att.weights[1, 3], atol=1e-5)
+        assert a["layer"] == 2 and a["head"] == 3  # heads count from 1, as layers
+        assert np.allclose(a["weights"], att.weights[1, 2], atol=1e-5)
         assert_error(c.post("/v1/attention", json={"text": "a cat", "layer": 0}), 422)
         assert "bertkit" in c.get("/").text
 
@@ -318,6 +318,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a long end-to-end run; `make test` runs it, -m 'not slow' skips it
 def test_real_process_serves_and_stops_cleanly_on_sigterm(tiny_model_dir, tiny_enc):
     import httpx
 

@@ -38,10 +38,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="system chromium/chromedriver not found (Debian: apt-get install chromium chromium-driver)",
-)
+), pytest.mark.slow]  # a server and a browser per module: long, and in `make test`
 
 BANK = ("After stealing money from the bank vault, the bank robber was seen fishing on the "
         "Mississippi river bank.")

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -93,11 +94,11 @@ def test_search_builds_then_reuses(run, tiny_model_dir, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat\na dog ran in the park\nstock market price fell\n"
                       "\nthe team won the game\n", encoding="utf-8")
-    stopped = run("search", "--corpus", corpus, "--query", "a cat", "--model", tiny_model_dir)
+    stopped = run("search", "--input", corpus, "--query", "a cat", "--model", tiny_model_dir)
     assert stopped.exit_code == 1  # as `bertkit embed`: empty rows are not dropped silently
     assert stopped.stderr.startswith("Error: 1 of 5 rows") and "--skip-empty" in stopped.stderr
     _no_trace(stopped)
-    first = run("search", "--corpus", corpus, "--query", "a cat", "-k", "2",
+    first = run("search", "--input", corpus, "--query", "a cat", "-k", "2",
                 "--model", tiny_model_dir, "--skip-empty")
     assert first.exit_code == 0, first.output
     assert first.stderr.startswith("index: built ") and "(4 texts embedded in" in first.stderr
@@ -106,7 +107,7 @@ def test_search_builds_then_reuses(run, tiny_model_dir, tmp_path):
     assert first.stdout.splitlines()[0] == "query: a cat"
     assert len(first.stdout.splitlines()) == 2 + 2
 
-    second = run("search", "--corpus", corpus, "-q", "a cat", "-q", "the market", "-k", "2",
+    second = run("search", "--input", corpus, "-q", "a cat", "-q", "the market", "-k", "2",
                  "--model", tiny_model_dir, "--json")
     assert second.exit_code == 0, second.output
     assert second.stderr.startswith("index: reused ") and "1 empty row(s) left out" in second.stderr
@@ -123,14 +124,14 @@ def test_search_explicit_index_refuses_other_settings(run, tiny_model_dir, tmp_p
     corpus = tmp_path / "c.txt"
     corpus.write_text("the cat sat\na dog ran\n", encoding="utf-8")
     index = tmp_path / "my.npz"
-    assert run("search", "--corpus", corpus, "-q", "cat", "--index", index,
+    assert run("search", "--input", corpus, "-q", "cat", "--index", index,
                "--model", tiny_model_dir).exit_code == 0
-    result = run("search", "--corpus", corpus, "-q", "cat", "--index", index, "--pooling", "cls",
+    result = run("search", "--input", corpus, "-q", "cat", "--index", index, "--pooling", "cls",
                  "--model", tiny_model_dir)
     assert result.exit_code == 1
-    assert "built with pooling=mean, not pooling=cls" in result.stderr
+    assert "built with --pooling mean, not --pooling cls" in result.stderr  # flags on the CLI
     _no_trace(result)
-    result = run("search", "--corpus", tmp_path / "nope.txt", "-q", "cat",
+    result = run("search", "--input", tmp_path / "nope.txt", "-q", "cat",
                  "--model", tiny_model_dir)
     assert result.exit_code == 1 and "does not exist" in result.stderr
 
@@ -141,12 +142,12 @@ def test_search_index_that_is_not_an_index_is_one_error_line(run, tiny_model_dir
     ref = tmp_path / "ref.npy"
     assert run("embed", "the cat", "a dog", "--model", tiny_model_dir, "--output", ref).exit_code == 0
     before = ref.read_bytes()
-    result = run("search", "--corpus", corpus, "-q", "cat", "--index", ref, "--model", tiny_model_dir)
+    result = run("search", "--input", corpus, "-q", "cat", "--index", ref, "--model", tiny_model_dir)
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(f"Error: '{ref}' is a single NumPy array of shape (2, 32)")
     assert "not a bertkit search index" in result.stderr and "--index NEW.npz" in result.stderr
     assert "unexpected" not in result.stderr
-    result = run("search", "--corpus", corpus, "-q", "cat", "--index", ref, "--rebuild",
+    result = run("search", "--input", corpus, "-q", "cat", "--index", ref, "--rebuild",
                  "--model", tiny_model_dir)
     assert result.exit_code == 1 and "--rebuild replaces index files only" in result.stderr
     assert ref.read_bytes() == before  # the embeddings were not overwritten
@@ -159,11 +160,17 @@ def test_attention_png_json_and_option_errors(run, tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("layer 2 of 2, mean of 4 heads, 8 tokens")
     assert png.read_bytes()[:4] == b"\x89PNG"
-    result = run("attention", "the cat sat", "--layer", "1", "--head", "2", "--no-special",
+    result = run("attention", "the cat sat", "--layer", "1", "--head", "2", "--exclude-special",
                  "--json", "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["tokens"] == ["the", "cat", "sat"] and data["layer"] == 1 and data["head"] == 2
+    from bertkit.attention import attention_weights
+
+    w = attention_weights("the cat sat", model=tiny_model_dir).weights[0, 1]  # head 2 = index 1
+    np.testing.assert_allclose(data["weights"], w[1:4, 1:4], atol=1e-5)
+    assert run("attention", "the cat sat", "--no-special", "--json", "--model",
+               tiny_model_dir).exit_code == 0  # the old spelling, for one release
     grid = tmp_path / "grid.png"
     result = run("attention", "the cat sat", "--all-heads", "--png", grid, "--model",
                  tiny_model_dir)

@@ -100,9 +100,9 @@ def test_optimizer_is_fused_adamw_with_the_same_maths():
 def test_config_is_checked():
     with pytest.raises(InputError, match="'head' parameter of train must be one of"):
         TrainConfig(head="deep").check()
-    with pytest.raises(InputError, match="--lr"):
+    with pytest.raises(InputError, match="'lr' parameter"):
         TrainConfig(lr=0).check()
-    with pytest.raises(InputError, match="--warmup-ratio"):
+    with pytest.raises(InputError, match="'warmup_ratio' parameter"):
         TrainConfig(warmup_ratio=1.5).check()
     with pytest.raises(InputError, match="CUDA_VISIBLE_DEVICES"):
         TrainConfig(device="cuda:1").check()
@@ -228,10 +228,33 @@ def test_mlp_head_trains_the_pooler(tiny_model_dir, tmp_path):
     assert torch.equal(trained["bert.embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
 
 
-def test_early_stopping_keeps_best(tiny_model_dir, tmp_path):
-    clf = train_tiny(tiny_model_dir, tmp_path / "es", epochs=5, lr=1e-9, early_stopping=1)
+def test_early_stopping_keeps_best(tiny_model_dir, tmp_path, monkeypatch):
+    """Scripted validation scores (no reliance on float ties): best at epoch 2, then two
+    epochs without a better score stop the run after epoch 4, and the exported weights
+    are epoch 2's, not the last epoch's."""
+    from safetensors.torch import load_file
+
+    from bertkit import train_loop
+
+    accuracy = [0.50, 0.75, 0.60, 0.70, 0.90]  # epoch 5 would be best: it must never run
+    seen = []
+    real = train_loop.evaluate
+
+    def scripted(model, *args, **kwargs):
+        val_loss, metrics = real(model, *args, **kwargs)
+        weights = {n: p.detach().clone() for n, p in model.named_parameters() if "classifier" in n}
+        seen.append(weights)
+        return 1.0 - accuracy[len(seen) - 1], dict(metrics, accuracy=accuracy[len(seen) - 1])
+
+    monkeypatch.setattr(train_loop, "evaluate", scripted)
+    clf = train_tiny(tiny_model_dir, tmp_path / "es", epochs=5, early_stopping=2, metric="accuracy")
     result = clf.training_result
-    assert result["stopped_early"] and len(result["history"]) == 2 and result["best_epoch"] == 1
+    assert result["stopped_early"] and len(result["history"]) == 4 and result["best_epoch"] == 2
+    assert [row["val_accuracy"] for row in result["history"]] == accuracy[:4]
+    saved = load_file(str(tmp_path / "es" / "model.safetensors"))
+    for name, value in seen[1].items():  # epoch 2's head
+        assert torch.equal(saved[name], value), name
+        assert not torch.equal(seen[3][name], value)  # training went on after epoch 2
 
 
 def test_accumulation_class_weights_token_budget_and_bf16(tiny_model_dir, tmp_path):
@@ -309,7 +332,7 @@ def test_heads_for_other_architectures():
     distil = DistilBertForSequenceClassification(DistilBertConfig(
         dim=16, n_layers=1, n_heads=2, hidden_dim=32, **small))
     assert default_head(distil) == "mlp"
-    with pytest.raises(InputError, match="--head mlp"):
+    with pytest.raises(InputError, match="head='mlp'"):
         apply_head(distil, "linear")
 
 

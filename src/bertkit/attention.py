@@ -7,12 +7,14 @@ model temporarily when one is passed), so the weights are exactly those the mode
 Numbering follows the hidden states of :meth:`bertkit.Encoder.hidden_states`: layer ``L``
 (1..num_layers, or -1 for the last) is the layer whose output is hidden state ``L``; there is
 no layer 0 here (hidden state 0 is the embedding output, which involves no attention).
-Heads are numbered from 0, like array indices.
+Heads are counted the same way: 1..num_heads, or negative from the end (-1 = the last).
+The CLI, the HTTP API and the plot titles use these numbers too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,8 +34,8 @@ class AttentionWeights:
     tokens : list of str, length n_tokens
         The model's tokens, specials included (``[CLS] ... [SEP] (pair [SEP])``).
     weights : ndarray of shape (num_layers, num_heads, n_tokens, n_tokens), float32
-        ``weights[l - 1, h, i, j]``: how much token ``i`` attends to token ``j`` in layer
-        ``l``, head ``h``. Each row sums to 1.
+        ``weights[l - 1, h - 1, i, j]``: how much token ``i`` attends to token ``j`` in layer
+        ``l``, head ``h`` (both counted from 1). Each row sums to 1.
     special : list of bool, length n_tokens
         True for special tokens ([CLS], [SEP]).
     token_type_ids : list of int, length n_tokens
@@ -79,14 +81,16 @@ class AttentionWeights:
         return int(layer if layer > 0 else n + 1 + layer)
 
     def head_number(self, head: int) -> int:
-        """``head`` (0..num_heads-1 or negative from the end) as a number 0..num_heads-1."""
+        """``head`` (1..num_heads or negative from the end) as a number 1..num_heads."""
         n = self.num_heads
-        if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not -n <= head < n:
-            raise InputError(f"The 'head' parameter must be an integer 0..{n - 1} (this model has "
-                             f"{n} heads per layer). Got {head!r} instead.")
-        return int(head % n)
+        if (isinstance(head, bool) or not isinstance(head, (int, np.integer)) or head == 0
+                or not -n <= head <= n):
+            raise InputError(f"The 'head' parameter must be an integer 1..{n} or -1 for the last "
+                             f"(this model has {n} heads per layer). Got {head!r} instead.")
+        return int(head if head > 0 else n + 1 + head)
 
-    def select(self, layer: int = -1, head="mean", *, special: bool = True):
+    def select(self, layer: int = -1, head="mean", *, exclude_special: bool = False,
+               special: bool | None = None):
         """Pick the weights of one layer.
 
         Parameters
@@ -94,16 +98,21 @@ class AttentionWeights:
         layer : int, default=-1
             Layer number 1..num_layers, or negative from the end (-1 = last).
         head : int, "mean" or "all", default="mean"
-            One head (0-based), the average over the layer's heads, or every head.
-        special : bool, default=True
-            Keep [CLS]/[SEP] rows and columns. Dropping them leaves rows that no longer sum
-            to 1 (the weights are shown as the model computed them, not renormalised).
+            One head (1..num_heads, or negative from the end), the average over the layer's
+            heads, or every head.
+        exclude_special : bool, default=False
+            Drop the [CLS]/[SEP] rows and columns (as ``exclude_special`` does for
+            embeddings). The rows left no longer sum to 1 (the weights are shown as the model
+            computed them, not renormalised).
+        special : bool or None, default=None
+            Deprecated spelling of ``exclude_special=not special``; kept for one release.
 
         Returns
         -------
         matrix : ndarray of shape (n, n), or (num_heads, n, n) for ``head="all"``
         tokens : list of str, length n
         """
+        exclude_special = _exclude_special(exclude_special, special)
         w = self.weights[self.layer_number(layer) - 1]  # (heads, T, T)
         if isinstance(head, str):
             if head == "mean":
@@ -112,25 +121,43 @@ class AttentionWeights:
                 raise InputError(f"The 'head' parameter must be a head number, 'mean' or 'all'. "
                                  f"Got {head!r} instead.")
         else:
-            w = w[self.head_number(head)]
-        keep = [i for i, s in enumerate(self.special) if special or not s]
+            w = w[self.head_number(head) - 1]
+        keep = [i for i, s in enumerate(self.special) if not (exclude_special and s)]
         if not keep:
             raise InputError("Nothing is left once the special tokens are dropped.")
         w = w[..., keep, :][..., keep]
         return np.ascontiguousarray(w, dtype=np.float32), [self.tokens[i] for i in keep]
 
-    def to_dict(self, layer: int = -1, head="mean", *, special: bool = True) -> dict:
+    def to_dict(self, layer: int = -1, head="mean", *, exclude_special: bool = False,
+                special: bool | None = None) -> dict:
         """The selection of :meth:`select` as plain Python values (for JSON)."""
-        matrix, tokens = self.select(layer, head, special=special)
+        exclude_special = _exclude_special(exclude_special, special)
+        matrix, tokens = self.select(layer, head, exclude_special=exclude_special)
         return {
             "text": self.text, "pair": self.pair, "model": self.model_name,
             "num_layers": self.num_layers, "num_heads": self.num_heads,
             "layer": self.layer_number(layer),
             "head": head if isinstance(head, str) else self.head_number(head),
-            "special": special, "tokens": tokens,
+            "exclude_special": exclude_special, "tokens": tokens,
             "weights": np.round(matrix.astype(float), 6).tolist(),
             "n_truncated": self.n_truncated,
         }
+
+    def plot(self, path, *, layer: int = -1, head="mean", exclude_special: bool = False,
+             title: str | None = None) -> str:
+        """Draw one layer's attention as a token x token heat-map PNG at ``path`` (see
+        :func:`plot_attention`); returns the path written."""
+        return plot_attention(self, path, layer=layer, head=head,
+                              exclude_special=exclude_special, title=title)
+
+
+def _exclude_special(exclude_special: bool, special) -> bool:
+    """``exclude_special``, or the old ``special`` flag it replaces (with a warning)."""
+    if special is None:
+        return bool(exclude_special)
+    warnings.warn("'special' is now 'exclude_special' (exclude_special=not special); 'special' "
+                  "goes in the next release.", DeprecationWarning, stacklevel=3)
+    return not special
 
 
 @contextlib.contextmanager
@@ -180,7 +207,8 @@ def attention_weights(text: str, pair: str | None = None, *, model=None, encoder
     >>> att = attention_weights("The bank robber ran.")
     >>> att.weights.shape
     (6, 12, 7, 7)
-    >>> matrix, tokens = att.select(layer=-1, head="mean", special=False)
+    >>> matrix, tokens = att.select(layer=-1, head="mean", exclude_special=True)
+    >>> att.plot("attention.png", layer=1, head=1)  # layers and heads counted from 1
     """
     import torch
 
@@ -229,26 +257,29 @@ def attention_weights(text: str, pair: str | None = None, *, model=None, encoder
 
 
 def plot_attention(att: AttentionWeights, path, *, layer: int = -1, head="mean",
-                   special: bool = True, title: str | None = None) -> str:
+                   exclude_special: bool = False, title: str | None = None,
+                   special: bool | None = None) -> str:
     """Draw one layer's attention as a token x token heat-map PNG at ``path``.
 
-    ``head`` is a head number, "mean" (the head average) or "all" (a grid with one panel a
-    head). Rows are the attending tokens ("from"), columns the attended ones ("to").
-    Returns the path written.
+    ``head`` is a head number (1..num_heads), "mean" (the head average) or "all" (a grid
+    with one panel a head). Rows are the attending tokens ("from"), columns the attended
+    ones ("to"). The same as ``att.plot(path, ...)``. Returns the path written.
     """
     from . import plots
 
-    matrix, tokens = att.select(layer, head, special=special)
+    exclude_special = _exclude_special(exclude_special, special)
+    matrix, tokens = att.select(layer, head, exclude_special=exclude_special)
     layer_no = att.layer_number(layer)
-    note = "" if special else " (specials hidden)"
+    note = " (specials hidden)" if exclude_special else ""
     if isinstance(head, str) and head == "all":
         return plots.heatmap_grid(
             matrix, tokens, tokens, path,
-            titles=[f"head {h}" for h in range(att.num_heads)],
+            titles=[f"head {h} of {att.num_heads}" for h in range(1, att.num_heads + 1)],
             title=title or f"Attention, layer {layer_no} of {att.num_layers}, all heads{note}",
             vmin=0.0, xlabel="attended token", ylabel="attending token",
             colorbar_label="attention weight")
-    which = "mean over heads" if isinstance(head, str) else f"head {att.head_number(head)}"
+    which = ("mean over heads" if isinstance(head, str)
+             else f"head {att.head_number(head)} of {att.num_heads}")
     return plots.heatmap(
         matrix, tokens, tokens, path,
         title=title or f"Attention, layer {layer_no} of {att.num_layers}, {which}{note}",

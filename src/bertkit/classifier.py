@@ -31,7 +31,9 @@ from .train import TrainConfig
 
 # Keys of a --config YAML file besides TrainConfig's: the data and run options.
 DATA_KEYS = ("train", "validation", "val_split", "text_column", "pair_column", "label_column",
-             "columns", "strict", "output", "resume", "overwrite")
+             "columns", "strict", "output", "resume", "overwrite", "quoting", "encoding", "format")
+#: How data files are read; stored in training_args.json and reused by evaluate/predict.
+READ_KEYS = ("quoting", "encoding", "format")
 
 
 def config_keys() -> list[str]:
@@ -120,7 +122,7 @@ class Classifier:
         limit = max_length_of(self.tokenizer, config)
         if max_length is not None and max_length > limit:
             # Longer inputs would overrun the position embeddings (a torch size error).
-            raise InputError(f"--max-length {max_length} is over the model's limit of {limit} tokens.")
+            raise InputError(f"max_length={max_length} is over the model's limit of {limit} tokens.")
         trained = self.training_args.get("config", {}).get("max_length")
         self.max_length = max_length or min(trained or limit, limit)
         self.training_result: dict | None = None
@@ -140,6 +142,7 @@ class Classifier:
     def train(cls, train=None, *, output=None, validation=None, val_split: float | None = None,
               text_column: str | None = None, pair_column: str | None = None,
               label_column: str | None = None, columns=None, strict: bool | None = None,
+              quoting: str | None = None, encoding: str | None = None, format: str | None = None,
               config=None, resume: bool | None = None, overwrite: bool | None = None,
               progress: bool = False, verbose: bool = True, on_step=None, **settings) -> "Classifier":
         """Fine-tune a model on a labelled file and return the trained :class:`Classifier`.
@@ -160,6 +163,10 @@ class Classifier:
             "label").
         strict : bool or None, default=None (False)
             Fail on the first bad row instead of skipping and counting bad rows.
+        quoting, encoding, format : str or None, default=None
+            How the files are read (see :func:`bertkit.data.iter_table`); kept in
+            ``training_args.json`` so that :meth:`evaluate` and :meth:`predict_file` read
+            alike by default.
         config : str, PathLike, dict or None, default=None
             A YAML file (or dict) of settings with the same keys as the CLI flags; explicit
             arguments win over it.
@@ -196,7 +203,8 @@ class Classifier:
                 raise InputError(f"Unknown config keys {bad}; valid keys: {', '.join(config_keys())}.")
         explicit = dict(train=train, output=output, validation=validation, val_split=val_split,
                         text_column=text_column, pair_column=pair_column, label_column=label_column,
-                        columns=columns, strict=strict, resume=resume, overwrite=overwrite)
+                        columns=columns, strict=strict, resume=resume, overwrite=overwrite,
+                        quoting=quoting, encoding=encoding, format=format)
         merged.update({k: v for k, v in explicit.items() if v is not None})
         unknown = [k for k in settings if k not in TrainConfig.keys()]
         if unknown:
@@ -211,11 +219,13 @@ class Classifier:
         label_column = merged.get("label_column") or "label"
         read = dict(text_column=merged.get("text_column"), pair_column=merged.get("pair_column"),
                     label_column=label_column, columns=merged.get("columns"),
-                    strict=bool(merged.get("strict", False)))
+                    strict=bool(merged.get("strict", False)),
+                    **{k: merged.get(k) for k in READ_KEYS})
         log = _stderr if verbose else None
 
         train_set = load_labelled(merged["train"], **read)
         _report_skipped(train_set, log)
+        n_read = (train_set.n_rows, len(train_set), train_set.n_skipped)
         val_set, split = None, None
         val_split = merged.get("val_split")
         if merged.get("validation") is not None:
@@ -233,12 +243,15 @@ class Classifier:
                 val_set, train_set = train_set.subset(val_idx), train_set.subset(train_idx)
                 split = {"val_split": val_split, "seed": cfg.seed,
                          "n_train": len(train_idx), "n_validation": len(val_idx)}
+        if log:
+            log(_rows_line(merged, n_read, train_set, val_set, split))
         names = label_names(train_set.labels)
         data_info = {
             "train": _describe(merged["train"]), "validation": _describe(merged.get("validation")),
             "split": split, "text_column": train_set.text_column,
             "pair_column": read["pair_column"], "label_column": label_column,
             "columns": read["columns"] if not isinstance(read["columns"], (list, tuple)) else ",".join(read["columns"]),
+            **{k: read[k] for k in READ_KEYS},
             "skipped": {"train": {k: len(v) for k, v in train_set.skipped.items()},
                         "validation": {k: len(v) for k, v in (val_set.skipped.items() if val_set and not split else [])}},
         }
@@ -269,7 +282,8 @@ class Classifier:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         enc = encode_examples(self.tokenizer, texts, pairs, max_length=self.max_length)
-        self.last_n_truncated = enc.n_truncated
+        self.last_n_truncated = enc.n_truncated  # kept for callers of predict_proba
+        self._last_truncated = set(enc.truncated)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.model.eval()
         logits = predict_logits(self.backend, enc, pad_id=pad_id, batch_size=batch_size, progress=progress)
@@ -287,23 +301,30 @@ class Classifier:
         Returns
         -------
         dict or list of dict
-            ``{"label": str, "probabilities": {label: float}}``; a list for a list input.
+            ``{"label": str, "probabilities": {label: float}, "truncated": bool}`` (truncated:
+            the input was longer than ``max_length`` tokens and was cut); a list for a list
+            input.
         """
         single = isinstance(texts, str)
         if single and isinstance(pairs, str):
             pairs = [pairs]
         probs = self.predict_proba(texts, pairs, batch_size=batch_size, progress=progress)
         out = [{"label": self.labels[int(p.argmax())],
-                "probabilities": {name: float(p[j]) for j, name in enumerate(self.labels)}}
-               for p in probs]
+                "probabilities": {name: float(p[j]) for j, name in enumerate(self.labels)},
+                "truncated": i in self._last_truncated}
+               for i, p in enumerate(probs)]
         return out[0] if single else out
 
     def evaluate(self, data, *, text_column: str | None = None, pair_column: str | None = None,
                  label_column: str | None = None, columns=None, strict: bool = False,
-                 batch_size: int = 64, plot=None, progress: bool = False) -> dict:
+                 batch_size: int = 64, plot=None, progress: bool = False,
+                 quoting: str | None = None, encoding: str | None = None,
+                 format: str | None = None) -> dict:
         """Metrics of the model on a labelled file.
 
-        Column arguments default to the ones used in training (``training_args.json``).
+        Column arguments, ``quoting``, ``encoding`` and ``format`` default to the ones used
+        in training (``training_args.json``), ``columns`` too when ``data`` is a headerless
+        .csv/.tsv file like the training file.
 
         Returns
         -------
@@ -320,7 +341,8 @@ class Classifier:
         if plot:
             check_writable(plot, "--plot", kind="file")  # before the work, not after it
         data_set = self.load_data(data, text_column=text_column, pair_column=pair_column,
-                                  label_column=label_column, columns=columns, strict=strict)
+                                  label_column=label_column, columns=columns, strict=strict,
+                                  quoting=quoting, encoding=encoding, format=format)
         y_true = encode_labels(data_set, self.label2id)
         probs = self.predict_proba(data_set.texts, data_set.pairs, batch_size=batch_size, progress=progress)
         metrics = classification_metrics(y_true, probs.argmax(axis=1), self.labels)
@@ -333,13 +355,15 @@ class Classifier:
 
     def predict_file(self, input, output, *, columns=None, text_column: str | None = None,
                      pair_column: str | None = None, batch_size: int = 64,
-                     progress: bool = False, overwrite: bool = False) -> dict:
+                     progress: bool = False, overwrite: bool = False, quoting: str | None = None,
+                     encoding: str | None = None, format: str | None = None) -> dict:
         """Predict every row of ``input`` and write ``output`` (.csv, .tsv, .jsonl, .parquet):
         the input columns plus ``prediction`` and one ``prob_<label>`` column per class.
 
         Rows without text keep their place with an empty prediction (they are counted).
         ``output`` is checked before any work: an existing file is replaced only with
         ``overwrite=True`` (default False), and an unwritable location is refused.
+        ``quoting``, ``encoding`` and ``format`` default to the training settings.
 
         Returns
         -------
@@ -351,7 +375,10 @@ class Classifier:
         from .predict import check_output_path, write_predictions
 
         check_output_path(output, overwrite=overwrite)
-        frame = read_table(input, columns=columns)
+        if columns is None:  # a headerless file like the training file: the same names
+            columns = _trained_columns(input, self.training_args.get("data", {}).get("columns"))
+        frame = read_table(input, columns=columns,
+                           **self.read_settings(input, quoting=quoting, encoding=encoding, format=format))
         data_set = self.load_data(frame, text_column=text_column, pair_column=pair_column,
                                   require_labels=False)
         data_set.source = str(input)
@@ -367,19 +394,61 @@ class Classifier:
                 "skipped": {k: len(v) for k, v in data_set.skipped.items()},
                 "n_truncated": self.last_n_truncated, "counts": counts}
 
+    def read_settings(self, data, **given) -> dict:
+        """``quoting``, ``encoding`` and ``format`` for reading ``data``: the ones given,
+        else the training run's. The training format is reused only where it can apply: not
+        for a folder (told by its layout) nor a file whose extension names another table
+        format (a model trained on fastText lines can evaluate a .csv), nor a folder
+        format for a file or a file format for a folder."""
+        from .formats import FOLDER_FORMATS
+        from .data import file_format
+
+        trained = self.training_args.get("data", {})
+        out = {k: given.get(k) if given.get(k) is not None else trained.get(k) for k in READ_KEYS}
+        if given.get("format") is None and out["format"] is not None:
+            path = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
+            try:
+                ext = file_format(path) if path and os.path.isfile(path) else None
+            except DataError:
+                ext = None  # the extension says nothing: the training format applies
+            is_dir = path is not None and os.path.isdir(path)
+            if path is None or is_dir != (out["format"] in FOLDER_FORMATS) or (
+                    ext not in (None, ".txt") and ext.lstrip(".") != out["format"]):
+                out["format"] = None
+        return out
+
     def load_data(self, data, *, text_column=None, pair_column=None, label_column=None, columns=None,
-                  strict: bool = False, require_labels: bool = True):
-        """Read ``data`` with the training columns as defaults (see :meth:`evaluate`)."""
+                  strict: bool = False, require_labels: bool = True, **read):
+        """Read ``data`` with the training columns and read settings as defaults (see
+        :meth:`evaluate`)."""
         from .labelled import load_labelled
 
         trained = self.training_args.get("data", {})
+        if columns is None:
+            columns = _trained_columns(data, trained.get("columns"))
         text_column = text_column or trained.get("text_column")
         if pair_column is None:
             pair_column = trained.get("pair_column")
         label_column = (label_column or trained.get("label_column") or "label") if require_labels else None
         return load_labelled(data, text_column=text_column, pair_column=pair_column,
                              label_column=label_column, columns=columns, strict=strict,
-                             require_labels=require_labels)
+                             require_labels=require_labels, **self.read_settings(data, **read))
+
+
+def _trained_columns(data, columns):
+    """The ``columns`` used in training (a headerless file's names) for another file, when
+    that file is a headerless .csv/.tsv too: None when its first line is a header naming
+    the same columns, or when training had no ``columns``."""
+    if not columns or not isinstance(data, (str, os.PathLike)):
+        return None
+    path = os.fspath(data)
+    if not path.lower().endswith((".csv", ".tsv")) or not os.path.isfile(path):
+        return None
+    names = [c.strip() for c in str(columns).split(",")]
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        first = f.readline().rstrip("\r\n")
+    fields = [x.strip().strip('"') for x in first.split("\t" if path.lower().endswith(".tsv") else ",")]
+    return None if fields == names else columns
 
 
 def _describe(data):
@@ -393,6 +462,20 @@ def _describe(data):
     except ImportError:  # pragma: no cover
         pass
     return os.path.abspath(os.fspath(data))
+
+
+def _rows_line(merged, n_read, train_set, val_set, split) -> str:
+    """'Training data: read 5749 rows of FILE, using 5749, skipped 0; validation: 575 of them
+    held out (--val-split 0.1)': what was read, first thing in a run."""
+    n_rows, n_used, n_skipped = n_read
+    name = _describe(merged["train"])
+    line = (f"Training data: read {n_rows} rows of '{name}', using {n_used}, skipped {n_skipped}")
+    if split:
+        return line + (f"; validation: {len(val_set)} of them held out (--val-split "
+                       f"{split['val_split']:g}), {len(train_set)} to train on.")
+    if val_set is not None:
+        return line + f"; validation: {len(val_set)} rows of '{_describe(merged['validation'])}'."
+    return line + "; no validation (--val-split 0): the last epoch is kept."
 
 
 def _report_skipped(data_set, log) -> None:

@@ -46,8 +46,9 @@ def file_format(path) -> str:
                                 "file itself, not a .gz of it.")
             return ".jsonl" if ext == ".json" else ext
     raise DataError(
-        f"Cannot tell the format of '{path}'; use one of {', '.join(FORMATS)} as its extension."
-    )
+        f"Cannot tell the format of '{path}' from its extension; name it with --format "
+        "(csv, tsv, jsonl, parquet, txt, fasttext or label-first), or use one of "
+        f"{', '.join(FORMATS)} as its extension.")
 
 
 def parse_columns(columns: str | Sequence[str] | None) -> list[str] | None:
@@ -62,53 +63,77 @@ def parse_columns(columns: str | Sequence[str] | None) -> list[str] | None:
     return columns
 
 
-def iter_table(path, *, columns=None, chunk_size: int = 10_000) -> Iterator["pandas.DataFrame"]:
+QUOTING = ("none", "csv")
+
+
+def iter_table(path, *, columns=None, chunk_size: int = 10_000, quoting: str | None = None,
+               encoding: str | None = None, format: str | None = None) -> Iterator["pandas.DataFrame"]:
     """Yield ``path`` as pandas DataFrames of at most ``chunk_size`` rows.
 
     Parameters
     ----------
     path : str or PathLike
         A .txt (one text a line, column ``text``), .csv/.tsv (header row unless ``columns``
-        is given; CSV quoting understood), .jsonl or .parquet file. Text formats may be
-        gzipped (``.txt.gz``, ``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``).
+        is given), .jsonl or .parquet file. Text formats may be gzipped (``.txt.gz``,
+        ``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``). Also a fastText file, a folder of classes,
+        a Hugging Face ``save_to_disk`` folder or parquet shards (columns ``text`` and
+        ``label``; see :mod:`bertkit.formats`).
     columns : str or list of str or None, default=None
         Column names for a headerless .csv/.tsv (e.g. ``"source,label,mark,sentence"``), or
         new names for the columns of any other format. There must be exactly one name per
         field: a shorter list would silently shift the columns.
+    quoting : {"none", "csv"} or None, default=None
+        How ``"`` is read in .csv/.tsv files. ``"csv"``: a field may be quoted (and then hold
+        tabs, commas or line breaks); ``"none"``: quotes are ordinary characters and every
+        line is one row. None means ``"csv"`` for .csv and ``"none"`` for .tsv, the TSV
+        convention (GLUE's files hold unbalanced quotes inside texts). A .tsv read with
+        ``"csv"`` is checked line against row: quotes that join lines raise an error.
+    encoding : str or None, default=None (utf-8)
+        The text encoding of text formats (e.g. ``"latin-1"``, ``"cp1252"``). A UTF-8
+        byte-order mark is dropped.
+    format : str or None, default=None
+        One of :data:`bertkit.formats.FORMAT_NAMES`, for a file whose extension says
+        nothing (``train_5500.label``); None tells it from the extension or the folder.
     chunk_size : int, default=10000
         Rows per yielded frame.
 
     Raises
     ------
     DataError
-        The file is missing, a folder, unreadable, or ``columns`` does not match its fields.
+        The file is missing, unreadable, not valid ``encoding`` (naming the line and the
+        byte offset), in no format bertkit reads, or ``columns`` does not match its fields.
     """
     import pandas as pd
 
+    from .formats import check_encoding, iter_special, reading_encoding, resolve_format
+
     path = os.fspath(path)
-    check_input_file(path)
-    fmt = file_format(path)
+    fmt = resolve_format(path, format)
+    encoding = check_encoding(encoding)
     names = parse_columns(columns)
     try:
-        if fmt == ".txt":
-            frames = _iter_txt(path, chunk_size)
+        if not fmt.startswith("."):
+            frames = iter_special(path, fmt, chunk_size, encoding)
+        elif fmt == ".txt":
+            frames = _iter_txt(path, chunk_size, encoding)
         elif fmt in (".csv", ".tsv"):
-            frames = _iter_delimited(path, fmt, names is not None, chunk_size)
+            frames = _iter_delimited(path, fmt, names is not None, chunk_size,
+                                     _resolve_quoting(quoting, fmt), encoding)
         elif fmt == ".jsonl":
             frames = pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False,
-                                  encoding="utf-8")
+                                  encoding=reading_encoding(encoding))
         else:
             frames = _iter_parquet(path, chunk_size)
         for frame in frames:
             if names:
                 _check_field_count(frame, names, path)
                 frame.columns = names
+            frame.attrs["bertkit_format"] = fmt  # for the missing-column hint
             yield frame
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"'{path}' is not valid UTF-8 (byte {e.object[e.start:e.start + 1]!r} at offset "
-            f"{e.start} of a block); re-save the file as UTF-8."
-        ) from None
+    except UnicodeDecodeError:
+        from .formats import decode_error
+
+        raise decode_error(path, encoding) from None
     except pd.errors.EmptyDataError:  # before ValueError, of which it is a subclass
         raise DataError(f"'{path}' is empty.") from None
     except (pd.errors.ParserError, ValueError) as e:
@@ -129,17 +154,36 @@ def check_input_file(path, flag: str | None = None) -> None:
         raise DataError(f"File '{path}'{where} does not exist; check the path.")
 
 
-def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int):
+def _resolve_quoting(quoting: str | None, fmt: str) -> str:
+    if quoting is None:
+        return "none" if fmt == ".tsv" else "csv"
+    if quoting not in QUOTING:
+        raise DataError(f"quoting must be one of {', '.join(QUOTING)}, got {quoting!r}.")
+    return quoting
+
+
+def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int, quoting: str,
+                    encoding: str = "utf-8"):
     """CSV/TSV chunks. Headerless files get integer column names (renamed by the caller)."""
     import pandas as pd
 
+    from .formats import reading_encoding
+
     reader = pd.read_csv(
         path, sep="\t" if fmt == ".tsv" else ",", header=None if headerless else 0,
-        dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_MINIMAL,
-        chunksize=chunk_size, encoding="utf-8", encoding_errors="strict", engine="c",
+        dtype=str, keep_default_na=False, na_filter=False,
+        quoting=csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL,
+        chunksize=chunk_size, encoding=reading_encoding(encoding), encoding_errors="strict",
+        engine="c",
         compression="infer",
     )
+    # A quoted TSV may hide merged rows: quotes that open in one line and close lines later
+    # swallow the rows between. Compare rows read with physical lines so that can't pass.
+    expected = _count_lines(path) - (0 if headerless else 1) if (
+        fmt == ".tsv" and quoting == "csv") else None
+    n_rows = 0
     for chunk in reader:
+        n_rows += len(chunk)
         # Rows with more fields than the header: pandas would silently turn the extra leading
         # fields into the index and shift every column; refuse instead.
         if not isinstance(chunk.index, pd.RangeIndex):
@@ -149,6 +193,18 @@ def _iter_delimited(path: str, fmt: str, headerless: bool, chunk_size: int):
                 f"{len(chunk.columns)} columns; fix the header, or pass --columns with one name "
                 "per field for a headerless file.")
         yield chunk
+    if expected is not None and n_rows != expected:
+        raise DataError(
+            f"'{path}' has {expected} data lines but quoting joined them into {n_rows} rows: "
+            "quote characters span lines. If quotes are part of the texts, read it with "
+            "quoting 'none' (--quoting none, the default for .tsv).")
+
+
+def _count_lines(path: str) -> int:
+    """Non-blank lines of a (possibly gzipped) file: pandas skips blank lines too."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def _iter_parquet(path: str, chunk_size: int):
@@ -167,30 +223,25 @@ def _check_field_count(frame, names: list, path) -> None:
             "name per field.")
 
 
-def _iter_txt(path: str, chunk_size: int):
-    import pandas as pd
+def _iter_txt(path: str, chunk_size: int, encoding: str = "utf-8"):
+    from .formats import _frames, _iter_lines
 
     # .txt.gz is decompressed like .csv.gz/.tsv.gz/.jsonl.gz (pandas infers those from the name).
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="strict", newline=None) as f:
-        rows = []
-        for line in f:
-            rows.append(line.rstrip("\n"))
-            if len(rows) >= chunk_size:
-                yield pd.DataFrame({"text": rows})
-                rows = []
-        if rows:
-            yield pd.DataFrame({"text": rows})
+    return _frames(((line,) for line in _iter_lines(path, encoding)), chunk_size, ("text",))
 
 
-def read_table(path, *, columns=None) -> "pandas.DataFrame":
+def read_table(path, *, columns=None, quoting: str | None = None, encoding: str | None = None,
+               format: str | None = None) -> "pandas.DataFrame":
     """Read the whole of ``path`` into one DataFrame (see :func:`iter_table`)."""
     import pandas as pd
 
-    chunks = list(iter_table(path, columns=columns))
+    chunks = list(iter_table(path, columns=columns, quoting=quoting, encoding=encoding,
+                             format=format))
     if not chunks:
         raise DataError(f"'{path}' has no rows.")
-    return pd.concat(chunks, ignore_index=True)
+    frame = pd.concat(chunks, ignore_index=True)
+    frame.attrs["bertkit_format"] = chunks[0].attrs.get("bertkit_format")
+    return frame
 
 
 def require_columns(frame, wanted: dict, path) -> None:
@@ -201,10 +252,24 @@ def require_columns(frame, wanted: dict, path) -> None:
     have = [str(c) for c in frame.columns]
     for flag, col in wanted.items():
         if col is not None and col not in frame.columns:
-            hint = " (a headerless file needs --columns a,b,c)" if flag != "--columns" else ""
+            hint = _missing_column_hint(frame, path) if flag != "--columns" else ""
             raise DataError(
                 f"Column '{col}' ({flag}) is not in '{path}'; its columns are: {', '.join(have)}{hint}."
             )
+
+
+def _missing_column_hint(frame, path) -> str:
+    """What to do when a column is missing, by the format the frame was read as."""
+    fmt = frame.attrs.get("bertkit_format")
+    if fmt is None:
+        name = str(path).lower().removesuffix(".gz")
+        fmt = os.path.splitext(name)[1]
+    if fmt == ".txt":
+        return (" (a .txt file is one text a line, in column 'text'; for labelled lines "
+                "'__label__pos some text' use --format fasttext, or use a .tsv/.csv with a header)")
+    if fmt in (".csv", ".tsv"):
+        return " (a headerless file needs --columns a,b,c)"
+    return ""
 
 
 def default_text_column(frame, path) -> str:

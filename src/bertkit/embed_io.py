@@ -359,6 +359,10 @@ def input_fingerprint(path) -> dict:
     Decision: the content hash replaces the modification time, which misses an edit that
     keeps size and time and blocks a resume after a mere ``touch`` or copy.
     """
+    if not os.path.isfile(path):  # a folder or a glob of shards (bertkit.formats)
+        from .formats import fingerprint
+
+        return fingerprint(path)
     return {"path": os.path.abspath(path), "size": os.stat(path).st_size,
             "sha256": _sha256_file(path)}
 

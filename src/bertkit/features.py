@@ -10,7 +10,7 @@ through :func:`encode_examples`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -120,12 +120,15 @@ class Encoded:
     lengths : ndarray of int, shape (n,)
     n_truncated : int
         Examples cut to fit ``max_length`` (the longer text of a pair is cut first).
+    truncated : list of int
+        Their indices, in order.
     """
 
     input_ids: list
     token_type_ids: list | None
     lengths: np.ndarray
     n_truncated: int
+    truncated: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -146,8 +149,8 @@ def encode_examples(tokenizer, texts, pairs=None, *, max_length: int, chunk: int
     """
     min_len = 4 if pairs is not None else 3
     if max_length < min_len:
-        raise InputError(f"--max-length {max_length} leaves no room for text between the special tokens.")
-    ids_all, types_all, n_cut = [], None, 0
+        raise InputError(f"max_length={max_length} leaves no room for text between the special tokens.")
+    ids_all, types_all, n_cut, cut_at = [], None, 0, []
     for start in range(0, len(texts), chunk):
         t = list(texts[start:start + chunk])
         p = list(pairs[start:start + chunk]) if pairs is not None else None
@@ -164,8 +167,9 @@ def encode_examples(tokenizer, texts, pairs=None, *, max_length: int, chunk: int
                 if types is not None:
                     types[i] = cut["token_type_ids"][j]
             n_cut += len(long)
+            cut_at.extend(start + i for i in long)
         ids_all.extend(ids)
         if types is not None:
             types_all = (types_all or []) + list(types)
     lengths = np.fromiter((len(x) for x in ids_all), dtype=np.int64, count=len(ids_all))
-    return Encoded(ids_all, types_all, lengths, n_cut)
+    return Encoded(ids_all, types_all, lengths, n_cut, cut_at)

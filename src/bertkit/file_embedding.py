@@ -76,7 +76,8 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
                resume: bool = False, overwrite: bool = False, on_empty: str = "error",
                chunk_size: int = 4096, model=None, device=None, backend: str = "torch",
                max_length: int | None = None, encoder=None, progress: bool | None = None,
-               verbose: bool = True, engine: str = "local", **encode_options) -> dict:
+               verbose: bool = True, quoting: str | None = None, encoding: str | None = None,
+               format: str | None = None, engine: str = "local", **encode_options) -> dict:
     """Embed every text of ``input`` and write them to ``output``.
 
     Parameters
@@ -92,6 +93,10 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
         The text column; None picks ``text``, ``sentence`` or the only column.
     columns : str or list of str or None, default=None
         Column names for a headerless .csv/.tsv, e.g. ``"id,sentence"``.
+    quoting, encoding, format : str or None, default=None
+        How ``input`` is read (see :func:`bertkit.data.iter_table`): quotes in .csv/.tsv,
+        its text encoding (utf-8), its format when the extension says nothing (also a
+        fastText file, a folder, a ``save_to_disk`` dataset or parquet shards).
     resume : bool, default=False
         Continue an interrupted run of the same settings and input from its finished
         chunks (kept in ``OUTPUT.partial/``); damaged chunks are recomputed. The output is
@@ -152,7 +157,8 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
         return embed_files(input, output, text_column=text_column, columns=columns, model=model,
                            backend=backend, device=device, max_length=max_length, resume=resume,
                            overwrite=overwrite, on_empty=on_empty, shard_size=chunk_size,
-                           verbose=verbose, **encode_options)
+                           verbose=verbose, quoting=quoting, encoding=encoding, format=format,
+                           **encode_options)
     started = time.perf_counter()
     check_choice("on_empty", on_empty, ("error", "skip"), "embed_file")
     check_positive_int("chunk_size", chunk_size, "embed_file")
@@ -167,7 +173,8 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
                            level=encode_options.get("level", "sentence"))
     from .data import scan_texts
 
-    scan = scan_texts(input, text_column=text_column, columns=columns, on_empty=on_empty)
+    read = dict(quoting=quoting, encoding=encoding, format=format)
+    scan = scan_texts(input, text_column=text_column, columns=columns, on_empty=on_empty, **read)
     if encoder is None:
         from .encoder import Encoder
 
@@ -178,8 +185,8 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
     store = None
     if output is not None:
         store = _open_store(encoder, input, scan.column, columns, opts, output, chunk_size, resume,
-                            on_empty, log)
-    counts = _embed_chunks(encoder, input, scan, columns, opts, dim, store, chunk_size, progress)
+                            on_empty, log, read)
+    counts = _embed_chunks(encoder, input, scan, columns, opts, dim, store, chunk_size, progress, read)
     _report(encoder, scan, counts, log)
     if store is not None:
         from .embed_io import assemble
@@ -196,7 +203,7 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
             "description": describe(encoder, opts), "seconds": time.perf_counter() - started}
 
 
-def _embed_chunks(encoder, input, scan, columns, opts, dim, store, chunk_size, progress) -> dict:
+def _embed_chunks(encoder, input, scan, columns, opts, dim, store, chunk_size, progress, read) -> dict:
     """Embed chunk after chunk (finished ones of a resumed run are skipped); returns counts."""
     from .data import read_texts
     from .embed_io import Chunk
@@ -208,7 +215,7 @@ def _embed_chunks(encoder, input, scan, columns, opts, dim, store, chunk_size, p
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=TRUNCATION_WARNING)
             chunks = read_texts(input, text_column=scan.column, columns=columns,
-                                on_empty=scan.on_empty, chunk_size=chunk_size)
+                                on_empty=scan.on_empty, chunk_size=chunk_size, **read)
             for k, part in enumerate(chunks):
                 if store is not None and store.has(k):
                     info = store.info(k)
@@ -242,13 +249,14 @@ def _embed_chunks(encoder, input, scan, columns, opts, dim, store, chunk_size, p
     return counts
 
 
-def _open_store(encoder, input, column, columns, opts, output, chunk_size, resume, on_empty, log):
+def _open_store(encoder, input, column, columns, opts, output, chunk_size, resume, on_empty, log,
+                read):
     """The chunk store of this run (every setting that affects the numbers is recorded)."""
     from . import __version__
     from .embed_io import ChunkStore, input_fingerprint
 
     settings = dict(opts, input=input_fingerprint(input), text_column=column, columns=columns,
-                    chunk_size=chunk_size, on_empty=on_empty, model=encoder.model_name,
+                    chunk_size=chunk_size, on_empty=on_empty, model=encoder.model_name, **read,
                     model_path=str(getattr(encoder.config, "_name_or_path", "")),
                     backend=encoder.backend_name, max_length=encoder.max_length,
                     device=encoder.device.type, bertkit=__version__, output=str(output))

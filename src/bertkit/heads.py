@@ -11,11 +11,10 @@ and gives the same logits as bertkit, with no custom code and no ``trust_remote_
     ``W tanh([CLS]) + b``: one linear layer on the (squashed) [CLS] vector. RoBERTa-style
     heads (dense + tanh + out_proj) are treated the same way.
 
-``mlp`` (seed 004's head)
+``mlp`` (BERT's own classifier head)
     [CLS] -> hidden layer (dense + tanh) -> dropout -> output layer. For BERT this is
     ``BertForSequenceClassification`` as it is: the hidden layer is BERT's pooler, which
-    starts from the checkpoint's pre-trained pooler (as seed 004 starts its hidden layer
-    from the pre-trained model). Other architectures use their own head, which has this
+    starts from the checkpoint's pre-trained pooler, as fine-tuning BERT usually does. Other architectures use their own head, which has this
     shape (DistilBERT: dense + ReLU).
 
 Why linear is the default: the bundled model is a sentence-embedding model trained with
@@ -56,12 +55,12 @@ def apply_head(model, head: str) -> None:
     if head == "mlp":
         return
     if head != "linear":
-        raise InputError(f"--head must be one of {', '.join(HEADS)}; got {head!r}.")
+        raise InputError(f"The 'head' parameter must be one of {', '.join(HEADS)}. Got {head!r} instead.")
     dense = _hidden_layer(model)
     if dense is None:
         raise InputError(
-            f"--head linear needs a BERT- or RoBERTa-style head; {type(model).__name__} has "
-            "another one. Use --head mlp (the model's own head) instead.")
+            f"head='linear' needs a BERT- or RoBERTa-style head; {type(model).__name__} has "
+            "another one. Use head='mlp' (the model's own head) instead.")
     with torch.no_grad():
         dense.weight.copy_(torch.eye(dense.weight.shape[0], dtype=dense.weight.dtype))
         dense.bias.zero_()

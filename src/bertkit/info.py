@@ -45,30 +45,66 @@ def model_info(model=None) -> dict:
     sentence-transformers config sets, see :func:`folder_settings_summary`).
     """
     from .model_settings import folder_settings
-    from .models import DEFAULT_MODEL_NAME, load_model
+    from .models import DEFAULT_MODEL_NAME
 
-    net, _ = load_model(model, task="auto", device="cpu")
+    summary = _from_files(model)  # config.json + safetensors header: no torch, no weights
+    if summary is None:
+        summary = _from_loaded_model(model)
     settings = folder_settings(model, warn=False)
-    cfg = net.config
-    groups = parameter_groups(net)
-    is_classifier = "ForSequenceClassification" in type(net).__name__
     return {
         "model": str(model) if model else f"{DEFAULT_MODEL_NAME} (bundled default)",
-        "model_type": cfg.model_type,
-        "architecture": type(net).__name__,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "hidden_size": cfg.hidden_size,
-        "num_attention_heads": cfg.num_attention_heads,
-        "intermediate_size": getattr(cfg, "intermediate_size", None),
-        "vocab_size": cfg.vocab_size,
-        "max_position_embeddings": getattr(cfg, "max_position_embeddings", None),
-        "num_hidden_states": cfg.num_hidden_layers + 1,
-        "num_labels": cfg.num_labels if is_classifier else None,
-        "id2label": {str(k): v for k, v in cfg.id2label.items()} if is_classifier else None,
-        "parameters": dict(groups),
-        "num_parameters": sum(groups.values()),
+        **summary,
         "folder_settings": folder_settings_summary(settings),
     }
+
+
+def _summary(cfg: dict, architecture: str, groups: dict) -> dict:
+    """The sizes and counts of :func:`model_info` from a config (as a dict) and groups."""
+    is_classifier = "ForSequenceClassification" in architecture
+    id2label = {str(k): v for k, v in (cfg.get("id2label") or {}).items()}
+    return {
+        "model_type": cfg["model_type"],
+        "architecture": architecture,
+        "num_hidden_layers": cfg["num_hidden_layers"],
+        "hidden_size": cfg["hidden_size"],
+        "num_attention_heads": cfg["num_attention_heads"],
+        "intermediate_size": cfg.get("intermediate_size"),
+        "vocab_size": cfg["vocab_size"],
+        "max_position_embeddings": cfg.get("max_position_embeddings"),
+        "num_hidden_states": cfg["num_hidden_layers"] + 1,
+        "num_labels": len(id2label) if is_classifier else None,
+        "id2label": id2label if is_classifier else None,
+        "parameters": dict(groups),
+        "num_parameters": sum(groups.values()),
+    }
+
+
+def _from_files(model) -> dict | None:
+    """:func:`model_info`'s summary from a local folder's files, or None when only loading
+    the model gives it exactly (see :mod:`bertkit.model_files`)."""
+    from .model_files import parameter_groups_from_header, read_config, safetensors_shapes
+
+    cfg = read_config(model)
+    if cfg is None or (cfg.get("id2label") is None and "ForSequenceClassification" in cfg["architectures"][0]):
+        return None
+    shapes = safetensors_shapes(model)
+    groups = parameter_groups_from_header(shapes, cfg["architectures"][0]) if shapes else None
+    if groups is None:
+        return None
+    return _summary(cfg, cfg["architectures"][0], groups)
+
+
+def _from_loaded_model(model) -> dict:
+    """:func:`model_info`'s summary by loading the model with transformers."""
+    from .models import load_model
+
+    net, _ = load_model(model, task="auto", device="cpu")
+    cfg = net.config
+    d = {k: getattr(cfg, k, None) for k in (
+        "model_type", "num_hidden_layers", "hidden_size", "num_attention_heads",
+        "intermediate_size", "vocab_size", "max_position_embeddings")}
+    d["id2label"] = cfg.id2label
+    return _summary(d, type(net).__name__, parameter_groups(net))
 
 
 def folder_settings_summary(settings) -> dict:

@@ -109,7 +109,9 @@ def label_string(value) -> str | None:
 
 def load_labelled(data, *, text_column: str | None = None, pair_column: str | None = None,
                   label_column: str | None = "label", columns=None, strict: bool = False,
-                  require_labels: bool = True, on_empty: str | None = None) -> LabelledSet:
+                  require_labels: bool = True, on_empty: str | None = None,
+                  quoting: str | None = None, encoding: str | None = None,
+                  format: str | None = None) -> LabelledSet:
     """Read labelled (or, with ``require_labels=False``, possibly unlabelled) examples.
 
     Parameters
@@ -136,6 +138,14 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
         "skip" leaves them out and counts them in ``skipped`` even with ``strict``. None
         keeps train's own rule: skipped and counted, or with ``strict`` an error at the
         first one. Missing labels always follow ``strict``.
+    quoting : {"none", "csv"} or None, default=None
+        How quotes are read in .csv/.tsv files (see :func:`bertkit.data.iter_table`; None:
+        CSV quoting for .csv, none for .tsv).
+    encoding : str or None, default=None (utf-8)
+        The text encoding of the file (e.g. "latin-1").
+    format : str or None, default=None
+        The format when the extension says nothing (see :mod:`bertkit.formats`): e.g.
+        "fasttext" (labels in the lines), "folder" (labels from folder or file names).
 
     Raises
     ------
@@ -162,7 +172,8 @@ def load_labelled(data, *, text_column: str | None = None, pair_column: str | No
             frame.columns = names
     else:
         source = os.fspath(data)
-        frame = read_table(source, columns=columns)
+        frame = read_table(source, columns=columns, quoting=quoting, encoding=encoding,
+                           format=format)
     if text_column is None:
         text_column = default_text_column(frame, source)
     has_labels = label_column is not None and label_column in frame.columns
@@ -275,7 +286,7 @@ def stratified_split(labels, fraction: float, seed: int):
     import numpy as np
 
     if not (0.0 < fraction < 1.0):
-        raise InputError(f"--val-split must be between 0 and 1 (exclusive), got {fraction!r}.")
+        raise InputError(f"The 'val_split' parameter must be between 0 and 1 (exclusive). Got {fraction!r} instead.")
     rng = np.random.default_rng(seed)
     labels = [str(x) for x in labels]
     by_label: dict[str, list[int]] = {}

@@ -111,7 +111,8 @@ def _check_safetensors(file: Path) -> None:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(file), framework="pt") as f:
+        # framework "numpy": only the header is read, and torch need not be imported
+        with safe_open(str(file), framework="numpy") as f:
             f.keys()
     except Exception as e:  # safetensors raises its own error types
         raise ModelLoadError(
@@ -134,9 +135,9 @@ def select_device(device: str | None = None):
     except (RuntimeError, TypeError):
         raise InputError(f"The 'device' parameter must be auto, cpu, cuda, cuda:N or mps. Got {device!r} instead.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+        raise InputError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps was asked for but MPS is not available; use --device cpu.")
+        raise InputError("device='mps' was asked for but MPS is not available; use device='cpu'.")
     return dev
 
 
@@ -148,9 +149,16 @@ def set_threads(threads: int | None = None) -> None:
     """
     threads = threads or os.environ.get("BERTKIT_THREADS")
     if threads:
+        try:
+            n = int(threads)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"BERTKIT_THREADS must be a positive whole number of threads; got "
+                             f"{threads!r}. Unset it for one thread per core.")
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(n)
 
 
 def _from_pretrained(cls, model, name: str, **kwargs):

@@ -1,5 +1,10 @@
 """PNG figures: annotated heat-maps (single or a grid of panels) and learning curves
-(matplotlib, headless Agg)."""
+(matplotlib).
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on their own Agg canvas, never
+through pyplot: nothing here changes matplotlib's global backend or pyplot's figure list,
+so plotting from a notebook leaves the notebook's own backend alone.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,11 @@ from typing import Sequence
 from .io import atomic_path
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize):
+    """A stand-alone Figure (no pyplot state, no global backend switch)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display needed; never opens a window
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], path, *,
@@ -28,7 +31,6 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], path, 
     """
     import numpy as np
 
-    plt = _pyplot()
     m = np.asarray(matrix, dtype=float)
     n_rows, n_cols = m.shape
     if annotate is None:
@@ -38,7 +40,8 @@ def heatmap(matrix, row_labels: Sequence[str], col_labels: Sequence[str], path, 
     longest = max([len(x) for x in rows + cols] + [1])
     w = min(2 + 0.55 * n_cols + 0.07 * longest, 40)
     h = min(1.5 + 0.45 * n_rows + 0.07 * longest, 40)
-    fig, ax = plt.subplots(figsize=(max(w, 4), max(h, 3)))
+    fig = _figure((max(w, 4), max(h, 3)))
+    ax = fig.subplots()
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if colorbar_label:
@@ -76,7 +79,6 @@ def heatmap_grid(matrices, row_labels: Sequence[str], col_labels: Sequence[str],
 
     import numpy as np
 
-    plt = _pyplot()
     ms = np.asarray(matrices, dtype=float)
     n_panels, n_rows, n_cols = ms.shape
     ncols = ncols or min(4, n_panels)
@@ -85,8 +87,8 @@ def heatmap_grid(matrices, row_labels: Sequence[str], col_labels: Sequence[str],
     rows, cols = [short(str(r)) for r in row_labels], [short(str(c)) for c in col_labels]
     longest = max([len(x) for x in rows + cols] + [1])
     panel = min(max(2.5, 0.22 * max(n_rows, n_cols) + 0.06 * longest + 0.8), 7)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 1.2, panel * nrows + 0.8),
-                             squeeze=False)
+    fig = _figure((panel * ncols + 1.2, panel * nrows + 0.8))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     vmin = np.nanmin(ms) if vmin is None else vmin
     vmax = np.nanmax(ms) if vmax is None else vmax
     fontsize = 7 if max(n_rows, n_cols) <= 25 else 5
@@ -118,9 +120,9 @@ def learning_curves(epochs: Sequence[int], series: dict, path, *, metric_series:
                     title: str = "Learning curves", metric_label: str = "metric") -> str:
     """Plot loss curves (``series``: name -> values by epoch) and, on a second panel, metric
     curves (``metric_series``). Returns the path of the PNG written."""
-    plt = _pyplot()
     n_panels = 2 if metric_series else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4.2), squeeze=False)
+    fig = _figure((6 * n_panels, 4.2))
+    axes = fig.subplots(1, n_panels, squeeze=False)
     ax = axes[0][0]
     for name, values in series.items():
         ax.plot(list(epochs)[: len(values)], values, marker="o", label=name)
@@ -145,8 +147,7 @@ def learning_curves(epochs: Sequence[int], series: dict, path, *, metric_series:
 
 
 def _save(fig, path) -> str:
-    plt = _pyplot()
+    # Figure.savefig draws on the figure's own Agg canvas (matplotlib >= 3.1 attaches one)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return str(path)

@@ -61,6 +61,7 @@ def embed_files(input, output, *, text_column: str | None = None, columns=None, 
                 num_workers: int = 1, num_gpus_per_worker: float = 0, ray_address: str | None = None,
                 keep_text: bool = False, resume: bool = False, overwrite: bool = False,
                 on_empty: str = "error", shard_size: int = 4096, verbose: bool = True,
+                quoting: str | None = None, encoding: str | None = None, format: str | None = None,
                 **encode_options) -> dict:
     """Embed every row of ``input`` on Ray Data into parquet shards in folder ``output``.
 
@@ -71,8 +72,8 @@ def embed_files(input, output, *, text_column: str | None = None, columns=None, 
         Row ids count rows across the files in sorted path order, from 0.
     output : str or PathLike
         A new or empty folder (or this run's folder with ``resume``/``overwrite``).
-    text_column, columns, on_empty, model, backend, max_length
-        As for :func:`bertkit.embed_file`.
+    text_column, columns, on_empty, model, backend, max_length, quoting, encoding, format
+        As for :func:`bertkit.embed_file` (``format`` for files only, not dataset folders).
     num_workers : int, default=1
         Ray actors, each holding one encoder (one torch thread on a CPU).
     num_gpus_per_worker : float, default=0
@@ -116,7 +117,8 @@ def embed_files(input, output, *, text_column: str | None = None, columns=None, 
     summary = _run(worker, settings, input, output, text_column=text_column, columns=columns,
                    on_empty=on_empty, shard_size=shard_size, num_workers=num_workers,
                    num_gpus_per_worker=num_gpus_per_worker, device=device, ray_address=ray_address,
-                   keep_text=keep_text, resume=resume, overwrite=overwrite, verbose=verbose)
+                   keep_text=keep_text, resume=resume, overwrite=overwrite, verbose=verbose,
+                   read=dict(quoting=quoting, encoding=encoding, format=format))
     return dict(summary, dim=dim)
 
 
@@ -125,7 +127,8 @@ def predict_files(input, output, *, model, text_column: str | None = None, colum
                   batch_size: int = 64, num_workers: int = 1, num_gpus_per_worker: float = 0,
                   ray_address: str | None = None, keep_text: bool = False, resume: bool = False,
                   overwrite: bool = False, on_empty: str = "error", shard_size: int = 4096,
-                  verbose: bool = True) -> dict:
+                  verbose: bool = True, quoting: str | None = None, encoding: str | None = None,
+                  format: str | None = None) -> dict:
     """Predict every row of ``input`` with the classifier in ``model`` on Ray Data, into
     parquet shards (``id``, ``label``, ``probabilities`` in ``labels`` order) in folder
     ``output``. Parameters as for :func:`embed_files`; ``text_column`` defaults to the
@@ -149,7 +152,8 @@ def predict_files(input, output, *, model, text_column: str | None = None, colum
     summary = _run(worker, settings, input, output, text_column=text_column or trained.get("text_column"),
                    columns=columns, on_empty=on_empty, shard_size=shard_size, num_workers=num_workers,
                    num_gpus_per_worker=num_gpus_per_worker, device=device, ray_address=ray_address,
-                   keep_text=keep_text, resume=resume, overwrite=overwrite, verbose=verbose)
+                   keep_text=keep_text, resume=resume, overwrite=overwrite, verbose=verbose,
+                   read=dict(quoting=quoting, encoding=encoding or trained.get("encoding"), format=format))
     counts = dict.fromkeys(labels, 0)
     for label in _read_labels(output):
         counts[label] += 1
@@ -256,7 +260,8 @@ class BatchEmbedder:
 
 
 def _run(worker, settings, input, output, *, text_column, columns, on_empty, shard_size, num_workers,
-         num_gpus_per_worker, device, ray_address, keep_text, resume, overwrite, verbose) -> dict:
+         num_gpus_per_worker, device, ray_address, keep_text, resume, overwrite, verbose,
+         read: dict) -> dict:
     """Check, read and shard the input, then run the waves of shards on Ray Data."""
     from . import __version__
     from .embed_io import input_fingerprint
@@ -270,11 +275,12 @@ def _run(worker, settings, input, output, *, text_column, columns, on_empty, sha
     if not isinstance(num_gpus_per_worker, (int, float)) or num_gpus_per_worker < 0:
         raise InputError(f"--num-gpus-per-worker must be 0 or more; got {num_gpus_per_worker!r}.")
     device = _device(device, num_gpus_per_worker)
-    files = expand_inputs(input)
-    scans = scan_inputs(files, text_column=text_column, columns=columns, on_empty=on_empty)
+    read = {k: v for k, v in read.items() if v is not None}  # quoting, encoding, format
+    files = expand_inputs(input, read.get("format"))
+    scans = scan_inputs(files, text_column=text_column, columns=columns, on_empty=on_empty, **read)
     log = _stderr if verbose else None
     settings = dict(settings, inputs=[input_fingerprint(f) for f in files],
-                    text_columns=[s.column for s in scans], columns=columns, on_empty=on_empty,
+                    text_columns=[s.column for s in scans], columns=columns, on_empty=on_empty, read=read,
                     shard_size=shard_size, keep_text=keep_text, device=device.split(":")[0],
                     bertkit=__version__)
     # Ray first: a cluster that cannot be reached leaves no output folder behind.
@@ -284,7 +290,8 @@ def _run(worker, settings, input, output, *, text_column, columns, on_empty, sha
         resumed = len(manifest["shards"])
         if resumed and log is not None:
             log(f"Resuming: {resumed} finished shard(s) found in {output}/.")
-        shards = iter_shards(files, scans, columns=columns, on_empty=on_empty, shard_size=shard_size)
+        shards = iter_shards(files, scans, columns=columns, on_empty=on_empty, shard_size=shard_size,
+                             **read)
         todo = (s for s in shards if str(s["shard"]) not in manifest["shards"])
         while wave := _take(todo, WAVE_SHARDS):
             _run_wave(ray, wave, worker, manifest, output, keep_text, device, num_workers,

@@ -37,15 +37,19 @@ def shard_name(k: int) -> str:
     return f"part-{k:06d}.parquet"
 
 
-def expand_inputs(spec, flag: str = "--input") -> list[str]:
+def expand_inputs(spec, format: str | None = None, flag: str = "--input") -> list[str]:
     """The input files of ``spec``: a file, a folder (its files of a known format, not
-    recursing) or a glob pattern; sorted by path, which fixes the row ids."""
+    recursing) or a glob pattern; sorted by path, which fixes the row ids. With
+    ``format`` (--format), files of any name."""
     from .data import FORMATS, file_format
 
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     files: list[str] = []
     for one in specs:
         one = os.fspath(one)
+        if os.path.isdir(one) and format is not None:
+            raise InputError(f"{flag} '{one}' with --format: --engine ray reads files (a folder of "
+                             "them, or a glob) by extension; use the local engine for a dataset folder.")
         if os.path.isdir(one):
             found = [os.path.join(one, n) for n in os.listdir(one)
                      if not n.startswith((".", "_")) and os.path.isfile(os.path.join(one, n))
@@ -62,20 +66,23 @@ def expand_inputs(spec, flag: str = "--input") -> list[str]:
             raise InputError(f"{flag} '{one}' does not exist; give a file, a folder or a glob pattern.")
         files += found
     files = sorted(dict.fromkeys(os.path.abspath(f) for f in files))
-    for f in files:
-        file_format(f)  # an unknown extension fails now, naming the file
+    if format is None:
+        for f in files:
+            file_format(f)  # an unknown extension fails now, naming the file
     return files
 
 
-def scan_inputs(files, *, text_column, columns, on_empty) -> list:
+def scan_inputs(files, *, text_column, columns, on_empty, **read) -> list:
     """:func:`bertkit.data.scan_texts` of every file (column, values, empty rows checked
-    before any work); returns the scans, whose ``n_rows`` give the id offsets."""
+    before any work); returns the scans, whose ``n_rows`` give the id offsets. ``read``:
+    ``quoting``, ``encoding``, ``format`` (see :func:`bertkit.data.iter_table`)."""
     from .texts import scan_texts
 
-    return [scan_texts(f, text_column=text_column, columns=columns, on_empty=on_empty) for f in files]
+    return [scan_texts(f, text_column=text_column, columns=columns, on_empty=on_empty, **read)
+            for f in files]
 
 
-def iter_shards(files, scans, *, columns, on_empty, shard_size: int) -> Iterator[dict]:
+def iter_shards(files, scans, *, columns, on_empty, shard_size: int, **read) -> Iterator[dict]:
     """Yield every shard in order: ``{"shard": k, "ids": [...], "texts": [...]}``.
 
     Texts are read with the local engine's reader (:func:`bertkit.texts.read_texts`), so
@@ -87,7 +94,7 @@ def iter_shards(files, scans, *, columns, on_empty, shard_size: int) -> Iterator
     k, ids, texts, offset = 0, [], [], 0
     for path, scan in zip(files, scans):
         for chunk in read_texts(path, text_column=scan.column, columns=columns, on_empty=on_empty,
-                                chunk_size=shard_size):
+                                chunk_size=shard_size, **read):
             for row, text in zip(chunk.rows, chunk.texts):
                 i = offset + row - 1
                 while i >= (k + 1) * shard_size:  # crossed into a later shard

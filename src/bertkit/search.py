@@ -202,15 +202,19 @@ class SearchIndex:
 
     @classmethod
     def from_file(cls, path, *, text_column: str | None = None, columns=None,
-                  skip_empty: bool = False, **kwargs) -> "SearchIndex":
+                  skip_empty: bool = False, quoting: str | None = None,
+                  encoding: str | None = None, format: str | None = None,
+                  **kwargs) -> "SearchIndex":
         """Build an index of the texts in a corpus file (.txt, .csv, .tsv, .jsonl, .parquet).
 
         ``text_column`` names the column (default: ``text``, ``sentence`` or the only
         column); empty rows are an error unless ``skip_empty`` (default False; see
-        :func:`read_corpus`). Other arguments as in :meth:`build`.
+        :func:`read_corpus`); ``quoting``, ``encoding`` and ``format`` say how the file
+        is read (:func:`bertkit.data.iter_table`). Other arguments as in :meth:`build`.
         """
         texts, rows, corpus = read_corpus(path, text_column=text_column, columns=columns,
-                                          skip_empty=skip_empty)
+                                          skip_empty=skip_empty, quoting=quoting,
+                                          encoding=encoding, format=format)
         return cls.build(texts, rows=rows, corpus=corpus, **kwargs)
 
     # ------------------------------------------------------------------ files

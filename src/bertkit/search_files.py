@@ -31,7 +31,12 @@ def _sha256_json(obj) -> str:
 
 
 def file_fingerprint(path) -> dict:
-    """``{"path", "size", "sha256"}`` of a file (its content, not its timestamps)."""
+    """``{"path", "size", "sha256"}`` of a file (its content, not its timestamps), or of a
+    folder's or glob's files (:func:`bertkit.formats.fingerprint`)."""
+    if not os.path.isfile(os.fspath(path)):
+        from .formats import fingerprint
+
+        return fingerprint(path)
     path = os.path.abspath(os.fspath(path))
     h = hashlib.sha256()
     size = 0
@@ -64,7 +69,7 @@ def _resolve_settings(settings: dict, encoder) -> dict:
 def _not_an_index(path, what: str) -> DataError:
     err = DataError(
         f"'{path}' is {what}, not a bertkit search index. Pass an index file to --index, or a "
-        "new .npz name to build one there: bertkit search --corpus FILE --index NEW.npz -q TEXT.")
+        "new .npz name to build one there: bertkit search --input FILE --index NEW.npz -q TEXT.")
     err.is_index = False  # the user's own data: --rebuild must not overwrite it
     return err
 
@@ -116,19 +121,22 @@ def _read_index_file(path):
 
 
 def read_corpus(path, *, text_column: str | None = None, columns=None,
-                skip_empty: bool = False):
+                skip_empty: bool = False, quoting: str | None = None, encoding: str | None = None,
+                format: str | None = None):
     """Texts of a corpus file, their row numbers (0-based) and its fingerprint.
 
     Empty rows (blank, missing) stop with a :class:`DataError` unless ``skip_empty``, as in
     ``bertkit embed``: a corpus with holes is usually a wrong --text-column or a broken
     file, and leaving rows out silently would hide that. Skipped rows are counted in the
     fingerprint (``n_skipped``) so the CLI can say how many. A non-text value (a number)
-    is always an error naming its row.
+    is always an error naming its row. ``quoting``, ``encoding`` and ``format``: how the
+    file is read (:func:`bertkit.data.iter_table`); they are kept in the fingerprint.
     """
     from .texts import load_texts
 
+    read = dict(quoting=quoting, encoding=encoding, format=format)
     got = load_texts(path, text_column=text_column, columns=columns,
-                     on_empty="skip" if skip_empty else "error")
+                     on_empty="skip" if skip_empty else "error", **read)
     if not got.texts:
         raise DataError(f"'{path}' has no non-empty texts in column '{got.column}'.")
     texts, rows = got.texts, [r - 1 for r in got.rows]  # the reader counts rows from 1
@@ -136,6 +144,8 @@ def read_corpus(path, *, text_column: str | None = None, columns=None,
     corpus["text_column"] = str(got.column)
     corpus["n_rows"] = got.n_rows
     corpus["n_skipped"] = len(got.skipped)
+    if any(v is not None for v in read.values()):  # only then: older indexes stay reusable
+        corpus["read"] = read
     return texts, rows, corpus
 
 
@@ -173,7 +183,8 @@ class IndexStatus:
 
 def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None = None,
                columns=None, rebuild: bool = False, skip_empty: bool = False,
-               batch_size: int = 64, progress: bool | None = None, **settings):
+               batch_size: int = 64, progress: bool | None = None, quoting: str | None = None,
+               encoding: str | None = None, format: str | None = None, **settings):
     """Reuse the index of ``corpus_path`` if it is up to date, else build (and save) it.
 
     The index is reused when its corpus fingerprint (content and text column) matches the
@@ -190,8 +201,10 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
 
     settings = _resolve_settings(_check_settings(settings, "search"), encoder)
     t0 = time.perf_counter()
-    if not os.path.isfile(os.fspath(corpus_path)):
-        raise DataError(f"Corpus file '{corpus_path}' does not exist; check --corpus.")
+    from .formats import resolve_format
+
+    read = dict(quoting=quoting, encoding=encoding, format=format)
+    resolve_format(os.fspath(corpus_path), format, flag="--input")  # exists, and readable as what
     cached = index_path is None
     if cached:
         index_path = default_index_path(corpus_path, text_column=text_column,
@@ -214,6 +227,9 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
             reason = "the model changed since the cached index was built"
         elif stored.get("sha256") != now["sha256"]:
             reason = "the corpus file changed since the index was built"
+        elif stored.get("read", {}) != ({k: v for k, v in read.items()}
+                                        if any(v is not None for v in read.values()) else {}):
+            reason = "the corpus is read with other --quoting/--encoding/--format settings"
         elif text_column is not None and stored.get("text_column") != text_column:
             reason = (f"the index holds column '{stored.get('text_column')}', not "
                       f"'{text_column}'")
@@ -225,7 +241,7 @@ def open_index(corpus_path, *, encoder, index_path=None, text_column: str | None
             raise InputError(f"--rebuild replaces index files only, and '{index_path}' is not a "
                              "bertkit search index; pass a new --index name (or delete the file).")
         reason = "--rebuild was given"
-    index = SearchIndex.from_file(corpus_path, text_column=text_column, columns=columns,
+    index = SearchIndex.from_file(corpus_path, text_column=text_column, columns=columns, **read,
                                   skip_empty=skip_empty, encoder=encoder, batch_size=batch_size,
                                   progress=progress, **settings)
     index.save(index_path)

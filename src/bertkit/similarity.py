@@ -16,6 +16,8 @@ on its context, compared with the others::
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,7 +28,7 @@ from .errors import InputError
 __all__ = ["cosine_matrix", "word_similarity", "sentence_similarity", "WordSimilarity",
            "WordOccurrence", "SentenceSimilarity"]
 
-#: Defaults of :func:`word_similarity`: seed 003's recipe (sum of the last four layers).
+#: Defaults of :func:`word_similarity`: the sum of the last four layers.
 WORD_LAYERS, WORD_LAYER_AGG = "-4:", "sum"
 
 
@@ -52,6 +54,19 @@ def cosine_matrix(a, b=None) -> np.ndarray:
     an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return np.clip(an @ bn.T, -1.0, 1.0).astype(np.float32)
+
+
+@contextlib.contextmanager
+def _truncation_in_result():
+    """Silence the encoder's warning on texts cut to fit: the result's ``n_truncated``
+    reports them (one way to report truncation, not two)."""
+    import warnings
+
+    from .file_embedding import TRUNCATION_WARNING
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TRUNCATION_WARNING)
+        yield
 
 
 # ---------------------------------------------------------------------------- words
@@ -107,6 +122,9 @@ class WordSimilarity:
         Indices of texts in which the word does not occur.
     settings : dict
         Model and options used (``layers``, ``layer_agg``, ``subword``...).
+    n_truncated : int
+        Texts cut to fit the model's limit (only with ``long="truncate"``; occurrences past
+        the cut are not found).
     """
 
     word: str
@@ -116,6 +134,7 @@ class WordSimilarity:
     texts: list
     missing: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    n_truncated: int = 0
 
     @property
     def labels(self) -> list:
@@ -134,7 +153,7 @@ class WordSimilarity:
             "occurrences": [asdict(o) for o in self.occurrences],
             "labels": self.labels,
             "matrix": np.round(self.matrix.astype(float), 6).tolist(),
-            "missing": self.missing,
+            "missing": self.missing, "n_truncated": self.n_truncated,
         }
 
     def plot(self, path, *, title: str | None = None) -> str:
@@ -250,8 +269,8 @@ def word_similarity(texts, word: str, *, model=None, encoder=None, layers=WORD_L
         An already loaded :class:`bertkit.Encoder` to reuse.
     layers : str, int or list of int, default="-4:"
         Hidden states to use (as in :meth:`bertkit.Encoder.encode`); the default, the last
-        four layers summed, is seed 003's recipe (on a model with fewer than four hidden
-        states, "-4:" takes all of them).
+        four layers summed, tells a word's senses apart best (on a model with fewer than
+        four hidden states, "-4:" takes all of them).
     layer_agg : {"sum", "mean", "concat"}, default="sum"
     subword : {"mean", "first", "last"}, default="mean"
         How the WordPieces of a split word become one vector.
@@ -293,8 +312,10 @@ def word_similarity(texts, word: str, *, model=None, encoder=None, layers=WORD_L
         # smaller model", so the default works on any model; any other spec past the model's
         # layers is an error (pooling.parse_layers).
         layers = f"-{min(4, enc.n_states)}:"
-    docs = enc.encode(texts, level="word", layers=layers, layer_agg=layer_agg, subword=subword,
-                      batch_size=batch_size, long=long)
+    with _truncation_in_result():
+        docs = enc.encode(texts, level="word", layers=layers, layer_agg=layer_agg,
+                          subword=subword, batch_size=batch_size, long=long)
+    n_truncated = enc.last_stats.get("n_truncated", 0)
     occurrences, vectors, missing = [], [], []
     for t, doc in enumerate(docs):
         found = find_word(doc.words, word, tokenizer=enc.tokenizer, case_sensitive=case_sensitive)
@@ -323,7 +344,7 @@ def word_similarity(texts, word: str, *, model=None, encoder=None, layers=WORD_L
                 "layer_agg": layer_agg, "subword": subword, "case_sensitive": case_sensitive}
     return WordSimilarity(word=word, occurrences=occurrences, vectors=vectors,
                           matrix=cosine_matrix(vectors), texts=texts, missing=missing,
-                          settings=settings)
+                          settings=settings, n_truncated=n_truncated)
 
 
 def _make_unique(items) -> None:
@@ -351,6 +372,8 @@ class SentenceSimilarity:
     matrix : ndarray of shape (n, n), float32
     settings : dict
         Model and options used (``pooling``, ``layers``...).
+    n_truncated : int
+        Texts cut to fit the model's limit (0 with ``long="window"``).
     """
 
     texts: list
@@ -358,6 +381,7 @@ class SentenceSimilarity:
     vectors: np.ndarray
     matrix: np.ndarray
     settings: dict = field(default_factory=dict)
+    n_truncated: int = 0
 
     def most_similar(self, n: int = 5) -> list:
         """The ``n`` most similar pairs ``(i, j, cosine)`` with ``i < j``."""
@@ -368,7 +392,8 @@ class SentenceSimilarity:
 
     def to_dict(self) -> dict:
         return {"settings": self.settings, "texts": self.texts, "labels": self.labels,
-                "matrix": np.round(self.matrix.astype(float), 6).tolist()}
+                "matrix": np.round(self.matrix.astype(float), 6).tolist(),
+                "n_truncated": self.n_truncated}
 
     def plot(self, path, *, title: str | None = None) -> str:
         """Write the cosine matrix as a heat-map PNG (annotated up to 20 texts)."""
@@ -418,11 +443,13 @@ def sentence_similarity(texts, *, model=None, encoder=None, pooling: str | None 
     if len(texts) < 2:
         raise InputError(f"sentence_similarity needs at least two texts to compare; got {len(texts)}.")
     enc = _encoder_for(encoder, model, device)
-    vectors = enc.encode(texts, level="sentence", pooling=pooling, layers=layers,
-                         layer_agg=layer_agg, exclude_special=exclude_special,
-                         batch_size=batch_size, max_tokens=max_tokens, long=long)
+    with _truncation_in_result():
+        vectors = enc.encode(texts, level="sentence", pooling=pooling, layers=layers,
+                             layer_agg=layer_agg, exclude_special=exclude_special,
+                             batch_size=batch_size, max_tokens=max_tokens, long=long)
     labels = [f"[{i + 1}] {short_label(t)}" for i, t in enumerate(texts)]
     settings = {"model": str(getattr(enc, "model_name", "")), "pooling": pooling or enc.pooling,
                 "layers": str(layers), "layer_agg": layer_agg, "exclude_special": exclude_special}
     return SentenceSimilarity(texts=texts, labels=labels, vectors=np.asarray(vectors, np.float32),
-                              matrix=cosine_matrix(vectors), settings=settings)
+                              matrix=cosine_matrix(vectors), settings=settings,
+                              n_truncated=enc.last_stats.get("n_truncated", 0))

@@ -113,7 +113,8 @@ class TextChunk:
 
 
 def read_texts(path, *, text_column: str | None = None, columns=None, on_empty: str = "error",
-               chunk_size: int = 10_000, flag: str = "--text-column") -> Iterator[TextChunk]:
+               chunk_size: int = 10_000, flag: str = "--text-column", quoting: str | None = None,
+               encoding: str | None = None, format: str | None = None) -> Iterator[TextChunk]:
     """The texts of ``path``: an iterator of :class:`TextChunk` s of ``chunk_size`` rows.
 
     Parameters
@@ -133,6 +134,9 @@ def read_texts(path, *, text_column: str | None = None, columns=None, on_empty: 
         rows were skipped). Chunk ``k`` always starts at row ``k * chunk_size``.
     flag : str, default="--text-column"
         The option named in errors about the column.
+    quoting, encoding, format : str or None, default=None
+        How the file is read (see :func:`bertkit.data.iter_table`): quotes in .csv/.tsv,
+        the text encoding (utf-8), and the format when the extension says nothing.
 
     Raises
     ------
@@ -141,7 +145,9 @@ def read_texts(path, *, text_column: str | None = None, columns=None, on_empty: 
         a file without rows, or one whose rows are all empty.
     """
     scan = TextScan(path, text_column, on_empty)  # checks on_empty now, not at the first chunk
-    return _read_texts(scan, iter_table(path, columns=columns, chunk_size=chunk_size), flag)
+    frames = iter_table(path, columns=columns, chunk_size=chunk_size, quoting=quoting,
+                        encoding=encoding, format=format)
+    return _read_texts(scan, frames, flag)
 
 
 def _read_texts(scan: TextScan, frames, flag: str) -> Iterator[TextChunk]:
@@ -178,13 +184,14 @@ def _read_texts(scan: TextScan, frames, flag: str) -> Iterator[TextChunk]:
 
 
 def scan_texts(path, *, text_column: str | None = None, columns=None, on_empty: str = "error",
-               chunk_size: int = 50_000, flag: str = "--text-column") -> TextScan:
+               chunk_size: int = 50_000, flag: str = "--text-column", **read) -> TextScan:
     """Check the texts of ``path`` in one streaming pass, keeping none: the column, the
     values and the empty-row policy, as :func:`read_texts` does. Returns the
-    :class:`TextScan` (row counts, e.g. for a progress bar, and the note to show)."""
+    :class:`TextScan` (row counts, e.g. for a progress bar, and the note to show).
+    ``read``: ``quoting``, ``encoding``, ``format`` as in :func:`read_texts`."""
     scan = TextScan(path, text_column, on_empty, where="scan_texts")
     for chunk in read_texts(path, text_column=text_column, columns=columns, on_empty=on_empty,
-                            chunk_size=chunk_size, flag=flag):
+                            chunk_size=chunk_size, flag=flag, **read):
         scan.n_rows += chunk.n_rows
         scan.column = chunk.column
         for row in chunk.skipped:
@@ -193,13 +200,14 @@ def scan_texts(path, *, text_column: str | None = None, columns=None, on_empty: 
 
 
 def load_texts(path, *, text_column: str | None = None, columns=None, on_empty: str = "error",
-               flag: str = "--text-column") -> TextChunk:
+               flag: str = "--text-column", **read) -> TextChunk:
     """All the texts of ``path`` in one :class:`TextChunk` (see :func:`read_texts`);
     ``skipped`` lists every row left out under ``on_empty="skip"`` and ``scan.note()``
-    words the note to show about them."""
+    words the note to show about them. ``read``: ``quoting``, ``encoding``, ``format`` as
+    in :func:`read_texts`."""
     out = TextChunk([], [], [], 0, 0, text_column, TextScan(path, text_column, on_empty, where="load_texts"))
     for chunk in read_texts(path, text_column=text_column, columns=columns, on_empty=on_empty,
-                            flag=flag):
+                            flag=flag, **read):
         out.texts += chunk.texts
         out.rows += chunk.rows
         out.skipped += chunk.skipped

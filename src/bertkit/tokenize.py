@@ -56,13 +56,15 @@ def tokenize(text: str, pair: str | None = None, *, model=None, max_length: int 
     tokenizer : PreTrainedTokenizerFast or None, default=None
         An already loaded tokenizer (skips loading ``model``).
 
+    A local BERT folder's ``tokenizer.json`` is read with the ``tokenizers`` library
+    directly (no transformers, no weights: well under a second); other models go through
+    transformers. Both give the same tokens (see :mod:`bertkit.model_files`).
+
     Examples
     --------
     >>> tokenize("granola bars").tokens
     ['[CLS]', 'gran', '##ola', 'bars', '[SEP]']
     """
-    from .models import load_tokenizer, max_length_of
-
     for name, value in (("text", text), ("pair", pair)):
         if value is None and name == "pair":
             continue
@@ -71,6 +73,43 @@ def tokenize(text: str, pair: str | None = None, *, model=None, max_length: int 
         if not value.strip():
             raise InputError(f"'{name}' is empty; give some text to tokenize.")
     check_positive_int("max_length", max_length, "tokenize", allow_none=True)
+    if tokenizer is None:
+        from .model_files import fast_tokenizer
+
+        fast = fast_tokenizer(model)
+        if fast is not None:  # tokenizer.json alone: no transformers, no weights
+            return _tokenize_fast(fast, text, pair, max_length)
+    return _tokenize_transformers(text, pair, model, max_length, tokenizer)
+
+
+def _check_room(max_length: int, pair) -> None:
+    if max_length < (4 if pair is not None else 3):
+        raise InputError(f"max_length={max_length} leaves no room for text between the special tokens.")
+
+
+def _tokenize_fast(fast, text, pair, max_length) -> Tokenized:
+    """:func:`tokenize` with the ``tokenizers`` library on ``tokenizer.json``."""
+    max_length = max_length or fast.model_max_length
+    _check_room(max_length, pair)
+    n_full = len(fast.encode(text, pair, None).ids)
+    enc = fast.encode(text, pair, max_length)
+    return Tokenized(
+        tokens=[fast.id_to_token(i) for i in enc.ids],
+        input_ids=list(enc.ids),
+        token_type_ids=list(enc.type_ids),
+        attention_mask=list(enc.attention_mask),
+        word_ids=list(enc.word_ids),
+        sequence_ids=list(enc.sequence_ids),
+        max_length=max_length,
+        n_truncated=n_full - len(enc.ids),
+    )
+
+
+def _tokenize_transformers(text, pair, model, max_length, tokenizer) -> Tokenized:
+    """:func:`tokenize` through transformers (Hub ids, other tokenizer classes, or a
+    ``tokenizer`` given)."""
+    from .models import load_tokenizer, max_length_of
+
     config = None
     if tokenizer is None:
         tokenizer = load_tokenizer(model)
@@ -83,8 +122,7 @@ def tokenize(text: str, pair: str | None = None, *, model=None, max_length: int 
             config = load_config(model)
     limit = max_length_of(tokenizer, config)
     max_length = max_length or limit
-    if max_length < (4 if pair is not None else 3):
-        raise InputError(f"max_length={max_length} leaves no room for text between the special tokens.")
+    _check_room(max_length, pair)
 
     full = tokenizer(text, pair, truncation=False, verbose=False)
     enc = tokenizer(text, pair, truncation="longest_first", max_length=max_length)

@@ -264,7 +264,7 @@ def _load_model(run: _Run) -> None:
     if config.max_length is None:
         run.config = config = dataclasses.replace(config, max_length=min(DEFAULT_MAX_LENGTH, limit))
     if config.max_length > limit:
-        raise InputError(f"--max-length {config.max_length} is over the model's limit of {limit} tokens.")
+        raise InputError(f"max_length={config.max_length} is over the model's limit of {limit} tokens.")
     if config.batch_tokens is not None and config.batch_tokens < config.max_length:
         raise InputError(f"--batch-tokens ({config.batch_tokens}) must be at least --max-length "
                          f"({config.max_length}) so that every example fits in a batch.")

@@ -52,7 +52,8 @@ class TrainConfig:
     device: str | None = None         # None/auto: what accelerate picks; "cpu" forces the CPU
 
     def check(self) -> "TrainConfig":
-        """Raise :class:`InputError` naming the first bad setting's flag; return ``self``."""
+        """Raise :class:`InputError` naming the first bad setting (its Python name; the CLI
+        shows its flag); return ``self``."""
         from ._validate import check_positive_int
 
         where = "train"
@@ -62,13 +63,13 @@ class TrainConfig:
         check_positive_int("batch_tokens", self.batch_tokens, where, allow_none=True)
         check_positive_int("early_stopping", self.early_stopping, where, allow_none=True)
         if isinstance(self.save_steps, bool) or not isinstance(self.save_steps, int) or self.save_steps < 0:
-            raise InputError(f"--save-steps must be 0 (epoch ends only) or a positive integer; got {self.save_steps!r}.")
+            raise InputError(f"The 'save_steps' parameter must be 0 (epoch ends only) or a positive integer. Got {self.save_steps!r} instead.")
         for name, lo, hi in (("lr", 0.0, None), ("warmup_ratio", 0.0, 1.0),
                              ("weight_decay", 0.0, None), ("grad_clip", 0.0, None)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (hi is not None and value >= hi) or (name == "lr" and value <= 0):
                 bound = f"in [{lo}, {hi})" if hi is not None else ("> 0" if name == "lr" else ">= 0")
-                raise InputError(f"--{name.replace('_', '-')} must be a number {bound}; got {value!r}.")
+                raise InputError(f"The '{name}' parameter must be a number {bound}. Got {value!r} instead.")
         from .heads import HEADS
 
         if self.head is not None:
@@ -136,7 +137,7 @@ def resolve_precision(precision: str, device_type: str) -> str:
         return "no"
     if precision in ("bf16", "fp16"):
         if device_type == "cpu" and precision == "fp16":
-            raise InputError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU.")
+            raise InputError("precision='fp16' needs a GPU; use precision='bf16' or 'fp32' on the CPU.")
         return precision
     if device_type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -12,6 +12,7 @@ _COMMAND_MODULES = [
     "similarity_cmd",
     "train_cmd",
     "serve_cmd",
+    "examples_cmd",
 ]
 for _name in _COMMAND_MODULES:
     import_module(f".{_name}", __name__)

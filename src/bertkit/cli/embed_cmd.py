@@ -7,49 +7,46 @@ import warnings
 
 import click
 
-from .app import cli, echo_json, stderr_is_terminal, warn
-from .options import backend_option, columns_option, device_option, model_option, text_column_option
+from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
+from .options import (LAYER_AGGS, LEVELS, LONG_MODES, POOLINGS, SUBWORDS, backend_option,
+                      batch_size_option, columns_option, device_option, exclude_special_option,
+                      input_option, max_length_option, model_option, read_options,
+                      skip_empty_option, text_column_option)
 from .ray_cmd import check_engine, engine_options, run_embed
-
-_LEVELS = ("sentence", "token", "word")
-_POOLINGS = ("mean", "cls", "max", "pooler")
-_AGGS = ("concat", "sum", "mean")
-_SUBWORDS = ("mean", "first", "last")
 
 
 @cli.command("embed")
 @click.argument("texts", nargs=-1)
-@click.option("--input", "-i", "input_path", default=None, metavar="FILE",
-              help="Read texts from FILE: .txt (one a line), .csv/.tsv, .jsonl or .parquet.")
+@input_option("input_path", "Read texts from FILE: .txt (one a line), .csv/.tsv, .jsonl or .parquet.")
 @text_column_option
 @columns_option
+@read_options
 @click.option("--output", "-o", default=None, metavar="FILE",
-              help="Write to FILE: .npy, .npz, .parquet or .jsonl (by extension). "
-                   "Default: JSON on stdout (JSON lines for --input).")
+              help="Write to FILE: .npy, .npz, .parquet or .jsonl (by extension) (default: JSON "
+                   "on stdout, JSON lines for --input).")
 @model_option
 @device_option
 @backend_option
-@click.option("--level", type=click.Choice(_LEVELS), default="sentence", show_default=True,
+@click.option("--level", type=click.Choice(LEVELS), default="sentence", show_default=True,
               help="One vector per text, per WordPiece token, or per word.")
-@click.option("--pooling", type=click.Choice(_POOLINGS), default=None,
-              help="Sentence vector from token vectors (mask-aware mean/max, [CLS], or the pooler). "
-                   "Default: the model folder's, else mean.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+              help="Sentence vector from token vectors (mask-aware mean/max, [CLS], or the pooler) "
+                   "(default: the model folder's, else mean).")
 @click.option("--layers", default="-1", show_default=True, metavar="SPEC",
               help="Hidden states: -1 (last layer), -4: (last four), 0,3,6, all. 0 = embeddings.")
-@click.option("--layer-agg", type=click.Choice(_AGGS), default="concat", show_default=True,
+@click.option("--layer-agg", type=click.Choice(LAYER_AGGS), default="concat", show_default=True,
               help="How several layers combine: concat (wider vectors), sum or mean.")
-@click.option("--subword", type=click.Choice(_SUBWORDS), default="mean", show_default=True,
+@click.option("--subword", type=click.Choice(SUBWORDS), default="mean", show_default=True,
               help="How a word's WordPiece pieces combine (--level word).")
-@click.option("--exclude-special", is_flag=True,
-              help="Leave [CLS]/[SEP] out of mean/max pooling and token output.")
+@exclude_special_option
 @click.option("--normalize/--no-normalize", default=None,
-              help="Scale vectors to unit length, or not. Default: the model folder's setting "
-                   "(on for the bundled model), else off.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Most texts per forward pass.")
+              help="Scale vectors to unit length, or not (default: the model folder's setting, "
+                   "on for the bundled model, else off).")
+@batch_size_option
+@max_length_option
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
               help="Also cap a batch at this many padded tokens.")
-@click.option("--long", "long_mode", type=click.Choice(("truncate", "window")), default="truncate",
+@click.option("--long", "long_mode", type=click.Choice(LONG_MODES), default="truncate",
               show_default=True,
               help="Texts over the model's limit: cut (counted and reported) or cover with "
                    "overlapping windows.")
@@ -60,25 +57,25 @@ _SUBWORDS = ("mean", "first", "last")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing --output file (without it, an existing file is an error "
                    "unless --resume continues an interrupted run).")
-@click.option("--skip-empty", is_flag=True,
-              help="Leave out empty rows (and say how many) instead of stopping at them.")
+@skip_empty_option
 @engine_options
-def embed_command(texts, input_path, text_column, columns, output, model, device, backend, level,
+@runs_model
+def embed_command(texts, input_path, text_column, columns, quoting, encoding, format, output,
+                  model, device, backend, level,
                   pooling, layers, layer_agg, subword, exclude_special, normalize, batch_size,
-                  max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty, engine,
+                  max_length, max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty, engine,
                   **engine_values):
     """Embed TEXT arguments or the rows of --input FILE.
 
     \b
     Examples:
       bertkit embed "a cat" "a dog"
-      bertkit embed --input dev.tsv --text-column sentence --output dev.npy
-      bertkit embed --input dev.tsv --layers -4: --layer-agg concat --output dev4.npy
+      bertkit embed --input topics_test.csv --text-column text --output topics.npy
+      bertkit embed --input topics_test.csv --layers -4: --layer-agg concat --output topics4.npy
       bertkit embed "the river bank" --level word --layers -4: --layer-agg sum
       bertkit embed --engine ray --input 'texts/*.jsonl' --output vectors/ --num-workers 8
     """
     from ..errors import InputError
-    from ..models import set_threads
 
     if texts and input_path:
         raise InputError("Give texts as arguments or --input FILE, not both.")
@@ -86,8 +83,9 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
         raise InputError("Nothing to embed: give TEXT arguments or --input FILE (see bertkit embed --help).")
     if resume and not output:
         raise InputError("--resume needs --output: only a run that writes a file can be resumed.")
-    if (text_column or columns) and not input_path:
-        raise InputError("--text-column and --columns apply to --input files only.")
+    if (text_column or columns or quoting or encoding or format) and not input_path:
+        raise InputError("--text-column, --columns, --quoting, --encoding and --format apply to "
+                         "--input files only.")
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
                 max_tokens=max_tokens, long=long_mode)
@@ -97,12 +95,13 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
                  level=level != "sentence" and "--engine ray writes sentence vectors only; leave out --level.")
     if engine == "ray":
         run_embed(input_path, output, text_column=text_column, columns=columns, model=model,
-                  device=device, backend=backend, opts=opts, chunk_size=chunk_size, resume=resume,
-                  overwrite=overwrite, skip_empty=skip_empty, engine_values=engine_values)
+                  device=device, backend=backend, max_length=max_length, opts=opts,
+                  chunk_size=chunk_size, resume=resume, overwrite=overwrite, skip_empty=skip_empty,
+                  read=dict(quoting=quoting, encoding=encoding, format=format),
+                  engine_values=engine_values)
         return
-    set_threads()
     if not input_path:
-        _embed_arguments(list(texts), opts, output, overwrite, model, device, backend)
+        _embed_arguments(list(texts), opts, output, overwrite, model, device, backend, max_length)
         return
     from ..file_embedding import EmbedInterrupted, embed_file
 
@@ -110,8 +109,9 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
         summary = embed_file(input_path, output, text_column=text_column, columns=columns,
                              resume=resume, overwrite=overwrite,
                              on_empty="skip" if skip_empty else "error", chunk_size=chunk_size,
-                             model=model, device=device, backend=backend,
-                             progress=stderr_is_terminal(), **opts)
+                             model=model, device=device, backend=backend, max_length=max_length,
+                             progress=stderr_is_terminal(), quoting=quoting, encoding=encoding,
+                             format=format, **opts)
     except EmbedInterrupted as e:  # say how to continue: the finished chunks are kept
         click.echo(f"Interrupted. {e.n_chunks} finished chunk(s) are kept in {e.partial_dir}/; "
                    "run the same command with --resume to continue.", err=True)
@@ -124,7 +124,7 @@ def embed_command(texts, input_path, text_column, columns, output, model, device
                summary["description"], summary["seconds"])
 
 
-def _embed_arguments(texts, opts, output, overwrite, model, device, backend) -> None:
+def _embed_arguments(texts, opts, output, overwrite, model, device, backend, max_length) -> None:
     """TEXT arguments: embed them at once; JSON on stdout, or --output."""
     from .._validate import check_texts
     from ..embed_io import Chunk
@@ -136,7 +136,7 @@ def _embed_arguments(texts, opts, output, overwrite, model, device, backend) -> 
     check_texts(texts, name="TEXT")
     if output:
         check_output(output, resume=False, overwrite=overwrite, level=opts["level"])
-    encoder = Encoder(model, device, backend=backend)
+    encoder = Encoder(model, device, backend=backend, max_length=max_length)
     opts = encoder.resolve_options(**opts)  # every option checked before any work
     dim = encoder.dimension(opts["layers"], opts["layer_agg"])
     with warnings.catch_warnings():

@@ -8,7 +8,15 @@ from .options import json_option, model_option
 @model_option
 @json_option
 def info_command(model, as_json):
-    """Summarise the model's architecture and parameter counts."""
+    """Summarise the model's architecture and parameter counts.
+
+    Reads config.json and the weights file's header only (no weights are loaded).
+
+    \b
+    Examples:
+      bertkit info
+      bertkit info --model topics-model --json
+    """
     from ..info import model_info
 
     info = model_info(model)

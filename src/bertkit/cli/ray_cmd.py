@@ -59,19 +59,20 @@ def check_engine(engine: str, values: dict, **ray_needs) -> None:
             raise InputError(message)
 
 
-def run_embed(input_path, output, *, text_column, columns, model, device, backend, opts, chunk_size,
-              resume, overwrite, skip_empty, engine_values: dict) -> None:
+def run_embed(input_path, output, *, text_column, columns, model, device, backend, max_length, opts,
+              chunk_size, resume, overwrite, skip_empty, read: dict, engine_values: dict) -> None:
     from ..ray_engine import embed_files
 
     summary = embed_files(input_path, output, text_column=text_column, columns=columns, model=model,
-                          backend=backend, device=device, resume=resume, overwrite=overwrite,
+                          backend=backend, device=device, max_length=max_length, resume=resume,
+                          overwrite=overwrite, **read,
                           on_empty="skip" if skip_empty else "error", shard_size=chunk_size,
                           **_ray_kwargs(engine_values), **opts)
     _report(summary, f"{summary['n_written']} vectors of {summary['dim']} float32")
 
 
 def run_predict(input_path, output, *, model, text_column, columns, device, backend, max_length,
-                batch_size, overwrite, engine_values: dict, as_json: bool = False) -> None:
+                batch_size, overwrite, read: dict, engine_values: dict, as_json: bool = False) -> None:
     """Rows without text get no row in the shards (their ids are missing); they are counted."""
     from ..ray_engine import predict_files
     from .app import echo_json
@@ -79,7 +80,7 @@ def run_predict(input_path, output, *, model, text_column, columns, device, back
     summary = predict_files(input_path, output, model=model, text_column=text_column, columns=columns,
                             backend=backend, device=device, max_length=max_length,
                             batch_size=batch_size, resume=bool(engine_values.get("resume")),
-                            overwrite=overwrite, on_empty="skip",
+                            overwrite=overwrite, on_empty="skip", **read,
                             shard_size=engine_values.get("chunk_size") or 4096,
                             **_ray_kwargs(engine_values))
     if as_json:

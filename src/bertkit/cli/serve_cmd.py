@@ -4,8 +4,8 @@ import os
 
 import click
 
-from .app import cli
-from .options import backend_option, device_option, model_option
+from .app import cli, runs_model
+from .options import backend_option, device_option, max_length_option, model_option
 
 
 @cli.command("serve")
@@ -15,9 +15,11 @@ from .options import backend_option, device_option, model_option
                    "name, or NAME=DIR).")
 @backend_option
 @device_option
+@max_length_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface: put a proxy and --api-key-env in front).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on.")
 @click.option("--api-key-env", default=None, metavar="VAR",
               help="Name of an environment variable holding the API key; /v1/* then need "
                    "'Authorization: Bearer KEY'.")
@@ -36,13 +38,19 @@ from .options import backend_option, device_option, model_option
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=10, show_default=True,
               help="Request body size limit in MiB (413 above).")
 @click.option("--log-level", type=click.Choice(("critical", "error", "warning", "info", "debug")),
-              default="info", show_default=True)
-def serve_command(model, classifiers, backend, device, host, port, api_key_env, max_batch_tokens, max_wait_ms,
+              default="info", show_default=True, help="How much uvicorn logs.")
+@runs_model
+def serve_command(model, classifiers, backend, device, max_length, host, port, api_key_env, max_batch_tokens, max_wait_ms,
                   max_queue, no_batching, max_texts, max_text_chars, max_body_mb, log_level):
     """Serve embeddings, classification, tokens, similarity and attention over HTTP.
 
     API docs at http://HOST:PORT/docs, an explorer page at /, metrics at /metrics.
     SIGTERM (or Ctrl-C) stops accepting connections and finishes the requests in flight.
+
+    \b
+    Examples:
+      bertkit serve
+      bertkit serve --classifier topics-model --port 8080
     """
     import signal
 
@@ -75,7 +83,7 @@ def serve_command(model, classifiers, backend, device, host, port, api_key_env, 
 
     # Load before listening, so a bad --model or --classifier is one "Error: ..." line.
     click.echo("bertkit serve: loading the model(s)...", err=True)
-    encoder = Encoder(model, device=device, backend=backend)
+    encoder = Encoder(model, device=device, backend=backend, max_length=max_length)
     named = {name: Classifier(folder, device=device, backend=backend) for name, folder in named.items()}
     limits = Limits(max_texts=max_texts, max_text_chars=max_text_chars,
                     max_body_bytes=int(max_body_mb * 1024 * 1024))

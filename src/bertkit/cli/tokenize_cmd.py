@@ -11,7 +11,15 @@ from .options import json_option, max_length_option, model_option
 @max_length_option
 @json_option
 def tokenize_command(text, pair, model, max_length, as_json):
-    """Show how the model tokenizes TEXT: tokens, ids, segments, mask, word index."""
+    """Show how the model tokenizes TEXT: tokens, ids, segments, mask, word index.
+
+    Reads only the tokenizer (no weights are loaded).
+
+    \b
+    Examples:
+      bertkit tokenize "granola bars"
+      bertkit tokenize "The cat sat." --pair "It was tired." --max-length 8 --json
+    """
     from ..tokenize import tokenize
 
     result = tokenize(text, pair, model=model, max_length=max_length)

@@ -1,21 +1,18 @@
 """``bertkit train``, ``bertkit evaluate`` and ``bertkit predict``."""
 
 import dataclasses
-import os
-
-# OpenMP threads that spin while waiting make torch many times slower when another
-# process shares the cores (measured here: a training step took 4.5 s with the default
-# policy and 0.5-0.9 s with PASSIVE while another 2-thread job ran; on an idle machine the
-# difference is within noise). It must be set before torch loads; the user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 from click.core import ParameterSource
 
+from ..heads import HEADS
 from ..train import DEFAULT_MAX_LENGTH, TrainConfig
+from ..train_config import CLASS_WEIGHTS, METRIC_CHOICES, PRECISIONS
 
-from .app import cli, echo_json, stderr_is_terminal, warn
-from .options import backend_option, columns_option, device_option, json_option, model_option, text_column_option
+from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
+from .options import (aliased, backend_option, batch_size_option, columns_option, device_option,
+                      input_option, json_option, model_option, png_option, read_options,
+                      text_column_option)
 from .ray_cmd import check_engine, predict_engine_options, run_predict
 
 # Defaults come from TrainConfig (train.py imports torch only when training runs).
@@ -36,9 +33,6 @@ trained_model_option = click.option(
     "--model", "-m", default=None, metavar="DIR",
     help="Required: a trained classifier, the --output DIR of `bertkit train` (or a Hugging "
          "Face sequence-classification folder or id with trained head weights).")
-batch_size_option = click.option(
-    "--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-    help="Examples per inference batch.")
 
 
 def _explicit(ctx, names) -> dict:
@@ -51,56 +45,59 @@ def _explicit(ctx, names) -> dict:
 
 
 @cli.command("train")
-@click.option("--train", "train", default=None, metavar="FILE",
-              help="Training data: .csv, .tsv, .jsonl or .parquet.")
+@aliased("--train", "train", aliases=("--input",), default=None, metavar="FILE",
+         help="Training data: .csv, .tsv, .jsonl or .parquet (train names its two files by "
+              "role: --train and --validation).")
 @click.option("--validation", default=None, metavar="FILE",
               help="Validation data (default: hold out --val-split of --train).")
 @click.option("--val-split", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Share of --train held out for validation, seeded and stratified "
-                   "(default 0.1 without --validation; 0 keeps the last epoch).")
+                   "(default: 0.1 without --validation; 0 keeps the last epoch).")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @label_column_option
 @strict_option
 @click.option("--output", "-o", default=None, metavar="DIR", help="Folder for the model, metrics and plots.")
 @model_option
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Passes over the data (default {_D['epochs']}).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Passes over the data (default: {_D['epochs']}).")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help=f"Peak learning rate (default {_D['lr']:g}).")
+              help=f"Peak learning rate (default: {_D['lr']:g}).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help=f"Examples per batch (default {_D['batch_size']}).")
+              help=f"Examples per batch (default: {_D['batch_size']}).")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
               help="Also cap a batch at this many padded tokens (default: no cap).")
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
-              help=f"Longest input in tokens; longer input is cut and counted (default {_D['max_length']}, "
-                   "or the model's limit if lower).")
+              help=f"Longest input in tokens, specials included; longer input is cut and counted "
+                   f"(default: {_D['max_length']}, or the model's limit if lower).")
 @click.option("--warmup-ratio", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
-              help=f"Share of steps with a linear warm-up (default {_D['warmup_ratio']}).")
+              help=f"Share of steps with a linear warm-up (default: {_D['warmup_ratio']}).")
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None,
-              help=f"AdamW weight decay, not on biases/LayerNorm (default {_D['weight_decay']}).")
+              help=f"AdamW weight decay, not on biases/LayerNorm (default: {_D['weight_decay']}).")
 @click.option("--grad-clip", type=click.FloatRange(min=0.0), default=None,
-              help=f"Max gradient norm, 0 = off (default {_D['grad_clip']}).")
+              help=f"Max gradient norm, 0 = off (default: {_D['grad_clip']}).")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=None,
-              help=f"Batches per optimizer step (default {_D['grad_accum']}).")
-@click.option("--seed", type=int, default=None, help=f"Random seed (default {_D['seed']}).")
-@click.option("--head", type=click.Choice(["linear", "mlp"]), default=None,
-              help="linear: one output layer on [CLS]; mlp: hidden layer + output on [CLS] "
-                   "(seed 004; BERT's own head). Default linear (mlp for models whose head "
-                   "cannot be linear, e.g. DistilBERT).")
+              help=f"Batches per optimizer step (default: {_D['grad_accum']}).")
+@click.option("--seed", type=int, default=None, help=f"Random seed (default: {_D['seed']}).")
+@aliased("--head-type", "head", aliases=("--head",), type=click.Choice(HEADS), default=None,
+         help="The classifier head's shape. linear: one output layer on [CLS]; mlp: hidden "
+              "layer + output on [CLS] (BERT's own head) (default: linear; mlp for models "
+              "whose head cannot be linear, e.g. DistilBERT).")
 @click.option("--freeze-encoder", is_flag=True, default=None, help="Train the head only.")
-@click.option("--class-weights", type=click.Choice(["none", "auto"]), default=None,
-              help="auto: weight the loss by inverse class frequency (default none).")
+@click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default=None,
+              help="auto: weight the loss by inverse class frequency (default: none).")
 @click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="N",
               help="Stop after N epochs without a better validation metric (default: off).")
-@click.option("--metric", type=click.Choice(["auto", "accuracy", "mcc", "f1_macro"]), default=None,
-              help="Validation metric that picks the kept epoch (default auto: mcc when classes "
+@click.option("--metric", type=click.Choice(METRIC_CHOICES), default=None,
+              help="Validation metric that picks the kept epoch (default: auto, i.e. mcc when classes "
                    "are imbalanced, else accuracy).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
-              help="auto: bf16 (or fp16) on GPUs and bf16 on CPUs with AMX, else fp32 (default auto).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="auto: bf16 (or fp16) on GPUs and bf16 on CPUs with AMX, else fp32 (default: auto).")
 @click.option("--save-steps", type=click.IntRange(min=0), default=None,
-              help=f"Checkpoint every N optimizer steps, and at each epoch end (default {_D['save_steps']}).")
-@click.option("--device", default=None, metavar="DEVICE", help="auto (default) or cpu.")
+              help=f"Checkpoint every N optimizer steps, and at each epoch end (default: {_D['save_steps']}).")
+@click.option("--device", default=None, metavar="DEVICE",
+              help="auto or cpu (default: auto; pick GPUs with CUDA_VISIBLE_DEVICES).")
 @click.option("--config", "config_file", default=None, metavar="FILE.yaml",
               help="YAML file of settings with the same keys as these flags; flags win.")
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --output.")
@@ -109,6 +106,7 @@ def _explicit(ctx, names) -> dict:
               help="Progress bar per epoch (default: when stderr is a terminal).")
 @json_option
 @click.pass_context
+@runs_model
 def train_command(ctx, config_file, progress, as_json, **_):
     """Fine-tune a classifier on a labelled file and write it to --output DIR.
 
@@ -117,9 +115,11 @@ def train_command(ctx, config_file, progress, as_json, **_):
     learning_curves.png and confusion_matrix.png (validation).
 
     \b
-    Example (CoLA, headerless TSV):
-      bertkit train --train in_domain_train.tsv --columns source,label,mark,sentence \\
-        --text-column sentence --label-column label --val-split 0.1 --output cola-model
+    Examples (files from `bertkit examples DIR`):
+      bertkit train --train topics_train.csv --text-column text --label-column label \\
+        --output topics-model
+      bertkit train --train pairs_train.tsv --text-column first --pair-column second \\
+        --output pairs-model
     """
     from ..classifier import Classifier
     from ..train import stats_table
@@ -158,40 +158,51 @@ def train_command(ctx, config_file, progress, as_json, **_):
 
 @cli.command("evaluate")
 @trained_model_option
-@click.option("--data", required=True, metavar="FILE", help="Labelled data: .csv, .tsv, .jsonl or .parquet.")
+@input_option("data", "Labelled data: .csv, .tsv, .jsonl or .parquet.", required=True,
+              aliases=("--data",))
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @label_column_option
 @strict_option
 @batch_size_option
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
-              help="Longest input in tokens (default: the training setting).")
-@click.option("--plot", is_flag=False, flag_value="confusion_matrix.png", default=None, metavar="PNG",
-              help="Write the confusion matrix as a PNG (default name confusion_matrix.png).")
+              help="Longest input in tokens, specials included (default: the training setting).")
+@png_option("Write the confusion matrix as a PNG at FILE (FILE may be left out: "
+            "confusion_matrix.png).", aliases=("--plot",), is_flag=False,
+            flag_value="confusion_matrix.png")
 @device_option
 @backend_option
 @json_option
-def evaluate_command(model, data, columns, text_column, pair_column, label_column, strict,
-                     batch_size, max_length, plot, device, backend, as_json):
+@runs_model
+def evaluate_command(model, data, columns, quoting, encoding, format, text_column, pair_column,
+                     label_column, strict, batch_size, max_length, png, device, backend, as_json):
     """Accuracy, Matthews correlation, macro F1, per-class scores and the confusion matrix
     of a trained model on a labelled file.
 
-    Column flags default to the ones used in training.
+    Column flags (--columns too, for a headerless file), --quoting, --encoding and --format
+    default to the ones used in training.
+
+    \b
+    Example:
+      bertkit evaluate --model topics-model --input topics_test.csv --png confusion.png
     """
     from ..classifier import Classifier
     from ..evaluate import format_report
 
     if model is None:
         raise click.UsageError("evaluate needs --model DIR (a folder written by bertkit train).")
-    if plot:
+    if png:
         from ..io import check_writable
 
-        check_writable(plot, "--plot", kind="file")  # before the work, not after it
+        check_writable(png, "--png", kind="file")  # before the work, not after it
     clf = Classifier(model, device=device, max_length=max_length, backend=backend)
+    _note_trained_encoding(clf, encoding)
     metrics = clf.evaluate(data, text_column=text_column, pair_column=pair_column,
                            label_column=label_column, columns=columns, strict=bool(strict),
-                           batch_size=batch_size, plot=plot, progress=stderr_is_terminal())
+                           batch_size=batch_size, plot=png, progress=stderr_is_terminal(),
+                           quoting=quoting, encoding=encoding, format=format)
     if metrics["n_skipped"]:
         warn(f"{metrics['n_skipped']} rows skipped ({_reasons(metrics['skipped'])}); --strict makes them an error.")
     if metrics["n_truncated"]:
@@ -206,7 +217,7 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
     click.echo(" " * width + "".join(f"{x:>{width + 2}}" for x in labels))
     for name, row in zip(labels, metrics["confusion_matrix"]):
         click.echo(f"{name:<{width}}" + "".join(f"{v:>{width + 2}}" for v in row))
-    if plot:
+    if png:
         click.echo(f"\nplot: {metrics['plot']}")
 
 
@@ -214,27 +225,34 @@ def evaluate_command(model, data, columns, text_column, pair_column, label_colum
 @trained_model_option
 @click.argument("text", required=False)
 @click.option("--pair", default=None, metavar="TEXT2", help="Second text of a sentence pair.")
-@click.option("--input", "input_file", default=None, metavar="FILE",
-              help="Predict every row of a .csv/.tsv/.jsonl/.parquet file (needs --output).")
+@input_option("input_file", "Predict every row of a .csv/.tsv/.jsonl/.parquet file (needs --output).")
 @click.option("--output", "-o", "output_file", default=None, metavar="FILE",
               help="Where to write the predictions (.csv, .tsv, .jsonl or .parquet). An "
                    "existing file is refused unless --overwrite.")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
 @columns_option
+@read_options
 @text_column_option
 @pair_column_option
 @batch_size_option
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
-              help="Longest input in tokens (default: the training setting).")
+              help="Longest input in tokens, specials included (default: the training setting).")
 @device_option
 @backend_option
 @json_option
 @predict_engine_options
-def predict_command(model, text, pair, input_file, output_file, overwrite, columns, text_column,
-                    pair_column, batch_size, max_length, device, backend, as_json, engine,
-                    **engine_values):
+@runs_model
+def predict_command(model, text, pair, input_file, output_file, overwrite, columns, quoting,
+                    encoding, format, text_column, pair_column, batch_size, max_length, device,
+                    backend, as_json, engine, **engine_values):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
-    --input FILE into --output FILE with every class probability."""
+    --input FILE into --output FILE with every class probability.
+
+    \b
+    Examples:
+      bertkit predict --model topics-model "The striker scored twice in the final."
+      bertkit predict --model topics-model --input topics_unlabelled.csv --output predictions.csv
+    """
     from ..classifier import Classifier
 
     if model is None:
@@ -254,7 +272,8 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
     if engine == "ray":
         run_predict(input_file, output_file, model=model, text_column=text_column, columns=columns,
                     device=device, backend=backend, max_length=max_length, batch_size=batch_size,
-                    overwrite=overwrite, engine_values=engine_values, as_json=as_json)
+                    overwrite=overwrite, read=dict(quoting=quoting, encoding=encoding, format=format),
+                    engine_values=engine_values, as_json=as_json)
         return
     if input_file is not None:
         from ..predict import check_output_path
@@ -267,7 +286,7 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
             warn(f"this model was trained on sentence pairs (column '{trained_pairs}'); give the "
                  "second text with --pair.")
         result = clf.predict(text, pair, batch_size=batch_size)
-        if clf.last_n_truncated:
+        if result["truncated"]:
             warn(f"the input was longer than {clf.max_length} tokens and was cut.")
         if as_json:
             echo_json(result)
@@ -278,9 +297,11 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
         for name, p in ranked:
             click.echo(f"  {name:<{width}}  {p:.4f}", err=False)
         return
+    _note_trained_encoding(clf, encoding)
     summary = clf.predict_file(input_file, output_file, columns=columns, text_column=text_column,
                                pair_column=pair_column, batch_size=batch_size,
-                               progress=stderr_is_terminal(), overwrite=overwrite)
+                               progress=stderr_is_terminal(), overwrite=overwrite,
+                               quoting=quoting, encoding=encoding, format=format)
     if summary["n_skipped"]:
         warn(f"{summary['n_skipped']} rows had no text and got no prediction ({_reasons(summary['skipped'])}).")
     if summary["n_truncated"]:
@@ -291,6 +312,15 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
     click.echo(f"wrote {summary['n_predicted']} predictions to {summary['output']}")
     for name, count in summary["counts"].items():
         click.echo(f"  {name:<12} {count}")
+
+
+def _note_trained_encoding(clf, encoding) -> None:
+    """Say so when the training run's --encoding is reused: a wrong one-byte encoding
+    decodes anything, so the user should see which one is in force."""
+    trained = clf.training_args.get("data", {}).get("encoding")
+    if encoding is None and trained:
+        click.echo(f"Note: reading with --encoding {trained}, as in training; pass --encoding "
+                   "to change it.", err=True)
 
 
 def _reasons(skipped: dict) -> str:

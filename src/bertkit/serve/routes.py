@@ -183,7 +183,7 @@ def add_routes(app, state) -> None:
     @app.post("/v1/attention")
     async def attention(body: AttentionRequest):
         """Attention weights of one layer (1-based, -1 = last, as ``bertkit attention``), one head
-        (0-based) or their average (``head`` null)."""
+        (1-based, -1 = last, as layers) or their average (``head`` null)."""
         from ..attention import attention_weights
 
         served = _ready(state)

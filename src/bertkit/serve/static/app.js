@@ -226,7 +226,7 @@
 
   function renderAttention(data) {
     const layers = Array.from({ length: data.num_layers }, (_, i) => i + 1);
-    const heads = ["average"].concat(Array.from({ length: data.num_heads }, (_, i) => i));
+    const heads = ["average"].concat(Array.from({ length: data.num_heads }, (_, i) => i + 1));  // 1-based, as layers
     fillSelect($("layer-select"), layers, String, String(data.layer));
     fillSelect($("head-select"), heads, (h) => (h === "average" ? "average of all heads" : String(h)),
                data.head === null ? "average" : String(data.head));
