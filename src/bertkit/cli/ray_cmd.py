@@ -22,10 +22,10 @@ def engine_options(func):
                      help="local: this process. ray: Ray Data actors write parquet shards to the "
                           "--output folder (pip install 'bertkit[ray]'; see docs/scaling.md)."),
         click.option("--num-workers", type=click.IntRange(min=1), default=None,
-                     help="--engine ray: actors, each with one model (one thread on a CPU). [default: 1]"),
+                     help="--engine ray: actors, each with one model (one thread on a CPU) (default: 1)."),
         click.option("--ray-address", default=None, metavar="ADDRESS",
-                     help="--engine ray: a running cluster (auto, HOST:6379 or ray://HOST:10001). "
-                          "Default: start Ray on this machine."),
+                     help="--engine ray: a running cluster (auto, HOST:6379 or ray://HOST:10001) "
+                          "(default: start Ray on this machine)."),
         click.option("--num-gpus-per-worker", type=click.FloatRange(min=0), default=None,
                      help="--engine ray: GPUs per actor (the model then runs on CUDA)."),
         click.option("--keep-text", is_flag=True, help="--engine ray: add the text column to the shards."),
@@ -38,7 +38,7 @@ def engine_options(func):
 def predict_engine_options(func):
     """:func:`engine_options` plus the --resume and --chunk-size of ``bertkit predict --engine ray``."""
     func = click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-                        help="--engine ray: rows per shard (the unit of --resume). [default: 4096]")(func)
+                        help="--engine ray: rows per shard, the unit of --resume (default: 4096).")(func)
     func = click.option("--resume", is_flag=True,
                         help="--engine ray: continue an interrupted run from its finished shards.")(func)
     return engine_options(func)
