@@ -22,7 +22,7 @@ PROBE_TIMEOUT = 5.0
 
 @contextlib.contextmanager
 def ray_session(address=None, *, num_workers: int = 1, num_gpus_per_worker: float = 0,
-                timeout: float = 20.0):
+                timeout: float = 15.0):
     """Yield the ray module, connected: to ``address`` ("auto", "HOST:PORT",
     "ray://HOST:PORT"), to the Ray this process already started, or to a new local Ray
     with at least ``num_workers`` CPUs (shut down on exit). Checks that the cluster has

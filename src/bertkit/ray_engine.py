@@ -37,7 +37,7 @@ from .errors import BertkitError, InputError
 
 RAY_INSTALL = "pip install 'bertkit[ray]'"
 #: Seconds to wait for ``ray.init`` on a ``--ray-address`` before giving up (one line, no hang).
-CONNECT_TIMEOUT = 20.0
+CONNECT_TIMEOUT = 15.0
 #: Shards handed to Ray Data at a time: bounds the texts the driver and the object store
 #: hold (a wave restarts the actor pool, a few seconds, so waves are long).
 WAVE_SHARDS = 256
