@@ -77,7 +77,7 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
                chunk_size: int = 4096, model=None, device=None, backend: str = "torch",
                max_length: int | None = None, encoder=None, progress: bool | None = None,
                verbose: bool = True, quoting: str | None = None, encoding: str | None = None,
-               format: str | None = None, **encode_options) -> dict:
+               format: str | None = None, engine: str = "local", **encode_options) -> dict:
     """Embed every text of ``input`` and write them to ``output``.
 
     Parameters
@@ -120,6 +120,11 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
     verbose : bool, default=True
         Notes and warnings (resume, damaged chunks, skipped rows, truncation) on stderr.
         When False, truncation is still reported, as a ``UserWarning``.
+    engine : {"local", "ray"}, default="local"
+        "ray" runs :func:`bertkit.ray_engine.embed_files` instead: ``input`` may be a
+        folder or glob, ``output`` is a folder of parquet shards, ``chunk_size`` rows make
+        a shard, and ``num_workers``, ``num_gpus_per_worker``, ``ray_address`` and
+        ``keep_text`` are accepted (not ``encoder`` or ``progress``).
     **encode_options
         :meth:`Encoder.encode` options: ``level``, ``pooling``, ``layers``, ``layer_agg``,
         ``subword``, ``exclude_special``, ``normalize``, ``batch_size``, ``max_tokens``,
@@ -142,6 +147,18 @@ def embed_file(input, output=None, *, text_column: str | None = None, columns=No
     EmbedInterrupted
         Ctrl-C with an ``output``: the finished chunks are kept for ``resume=True``.
     """
+    check_choice("engine", engine, ("local", "ray"), "embed_file")
+    if engine == "ray":
+        if encoder is not None or output is None:
+            raise InputError("embed_file(engine='ray') needs an 'output' folder and loads its own "
+                             "encoders (no 'encoder').")
+        from .ray_engine import embed_files
+
+        return embed_files(input, output, text_column=text_column, columns=columns, model=model,
+                           backend=backend, device=device, max_length=max_length, resume=resume,
+                           overwrite=overwrite, on_empty=on_empty, shard_size=chunk_size,
+                           verbose=verbose, quoting=quoting, encoding=encoding, format=format,
+                           **encode_options)
     started = time.perf_counter()
     check_choice("on_empty", on_empty, ("error", "skip"), "embed_file")
     check_positive_int("chunk_size", chunk_size, "embed_file")

@@ -12,6 +12,7 @@ from .options import (LAYER_AGGS, LEVELS, LONG_MODES, POOLINGS, SUBWORDS, backen
                       batch_size_option, columns_option, device_option, exclude_special_option,
                       input_option, max_length_option, model_option, read_options,
                       skip_empty_option, text_column_option)
+from .ray_cmd import check_engine, engine_options, run_embed
 
 
 @cli.command("embed")
@@ -57,11 +58,13 @@ from .options import (LAYER_AGGS, LEVELS, LONG_MODES, POOLINGS, SUBWORDS, backen
               help="Replace an existing --output file (without it, an existing file is an error "
                    "unless --resume continues an interrupted run).")
 @skip_empty_option
+@engine_options
 @runs_model
 def embed_command(texts, input_path, text_column, columns, quoting, encoding, format, output,
                   model, device, backend, level,
                   pooling, layers, layer_agg, subword, exclude_special, normalize, batch_size,
-                  max_length, max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty):
+                  max_length, max_tokens, long_mode, chunk_size, resume, overwrite, skip_empty, engine,
+                  **engine_values):
     """Embed TEXT arguments or the rows of --input FILE.
 
     \b
@@ -70,6 +73,7 @@ def embed_command(texts, input_path, text_column, columns, quoting, encoding, fo
       bertkit embed --input topics_test.csv --text-column text --output topics.npy
       bertkit embed --input topics_test.csv --layers -4: --layer-agg concat --output topics4.npy
       bertkit embed "the river bank" --level word --layers -4: --layer-agg sum
+      bertkit embed --engine ray --input 'texts/*.jsonl' --output vectors/ --num-workers 8
     """
     from ..errors import InputError
 
@@ -85,6 +89,17 @@ def embed_command(texts, input_path, text_column, columns, quoting, encoding, fo
     opts = dict(level=level, pooling=pooling, layers=layers, layer_agg=layer_agg, subword=subword,
                 exclude_special=exclude_special, normalize=normalize, batch_size=batch_size,
                 max_tokens=max_tokens, long=long_mode)
+    check_engine(engine, engine_values,
+                 texts=bool(texts) and "--engine ray embeds files: give --input FILE, not TEXT arguments.",
+                 output=not output and "--engine ray needs --output DIR (a folder for the parquet shards).",
+                 level=level != "sentence" and "--engine ray writes sentence vectors only; leave out --level.")
+    if engine == "ray":
+        run_embed(input_path, output, text_column=text_column, columns=columns, model=model,
+                  device=device, backend=backend, max_length=max_length, opts=opts,
+                  chunk_size=chunk_size, resume=resume, overwrite=overwrite, skip_empty=skip_empty,
+                  read=dict(quoting=quoting, encoding=encoding, format=format),
+                  engine_values=engine_values)
+        return
     if not input_path:
         _embed_arguments(list(texts), opts, output, overwrite, model, device, backend, max_length)
         return

@@ -14,6 +14,7 @@ from .app import cli, echo_json, runs_model, stderr_is_terminal, warn
 from .options import (aliased, backend_option, batch_size_option, columns_option, device_option,
                       input_option, json_option, model_option, png_option, read_options,
                       text_column_option)
+from .ray_cmd import check_engine, predict_engine_options, run_predict
 
 # Defaults come from TrainConfig (train.py imports torch only when training runs).
 _D = dataclasses.asdict(TrainConfig())
@@ -305,10 +306,11 @@ def evaluate_command(model, data, columns, quoting, encoding, format, text_colum
 @device_option
 @backend_option
 @json_option
+@predict_engine_options
 @runs_model
 def predict_command(model, text, pair, input_file, output_file, overwrite, columns, quoting,
                     encoding, format, text_column, pair_column, batch_size, max_length, device,
-                    backend, as_json):
+                    backend, as_json, engine, **engine_values):
     """Predict the label of TEXT (with --pair for a sentence pair), or of every row of
     --input FILE into --output FILE with every class probability.
 
@@ -330,6 +332,15 @@ def predict_command(model, text, pair, input_file, output_file, overwrite, colum
                                "with --input FILE.")
     if input_file is not None and pair is not None:
         raise click.UsageError("--pair goes with TEXT; for a file, name the column with --pair-column.")
+    check_engine(engine, engine_values, text=text is not None and "--engine ray predicts files: give "
+                 "--input FILE and --output DIR, not TEXT.",
+                 pair=pair_column is not None and "--engine ray predicts single texts; leave out --pair-column.")
+    if engine == "ray":
+        run_predict(input_file, output_file, model=model, text_column=text_column, columns=columns,
+                    device=device, backend=backend, max_length=max_length, batch_size=batch_size,
+                    overwrite=overwrite, read=dict(quoting=quoting, encoding=encoding, format=format),
+                    engine_values=engine_values, as_json=as_json)
+        return
     if input_file is not None:
         from ..predict import check_output_path
 
