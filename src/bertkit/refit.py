@@ -62,8 +62,7 @@ def fine_tune_refit(full, train, validation, output, config, *, resume: bool, ov
                      "history": first["history"]}
         say(f"Refit: pass 1 had finished (best epoch {selection['best_epoch']}); continuing with pass 2.")
     else:
-        say(f"Refit, pass 1 of 2: {len(train):,} training examples, choosing the number of epochs "
-            f"on {len(validation):,} held out (--no-refit to skip pass 2).")
+        # no line before pass 1: the run's first line is the model and learning rate
         first = fine_tune(train, validation, sel, config, resume=resume, overwrite=overwrite,
                           data_info=data_info, **kwargs)
         selection = {k: first[k] for k in ("best_epoch", "metrics", "history")}
@@ -71,8 +70,9 @@ def fine_tune_refit(full, train, validation, output, config, *, resume: bool, ov
             if f.is_file() and f.name not in _KEEP:
                 f.unlink()
     epochs = selection["best_epoch"] or config.epochs
-    say(f"Refit, pass 2 of 2: all {len(full):,} examples (training + held out) for {epochs} "
-        f"epoch{'s' if epochs > 1 else ''}, the best of pass 1.")
+    say(f"Refit: pass 1 ({len(train):,} training, {len(validation):,} held out) chose {epochs} "
+        f"epoch{'s' if epochs > 1 else ''}; pass 2 trains on all {len(full):,} examples for that "
+        "many (--no-refit to skip it).")
     second = dataclasses.replace(config, epochs=epochs, refit=False, eval_steps=None, early_stopping=None)
     refit_info = {"epochs": epochs, "n_train": len(full), "selection": SELECTION}
     result = fine_tune(full, None, out, second, resume=resume, overwrite=overwrite,
