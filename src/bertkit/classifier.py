@@ -261,6 +261,9 @@ class Classifier:
         from .tasks import prepare_labels, random_split
 
         task, sep = cfg.task, cfg.label_sep
+        from .models import check_model_config
+
+        check_model_config(cfg.model)  # a decoder is refused before the data is read
         train_set = prepare_labels(load_labelled(merged["train"], **read), task, sep=sep,
                                    strict=read["strict"])
         _report_skipped(train_set, log)

@@ -297,6 +297,17 @@ SUPPORTED_FAMILIES = ("bert", "roberta", "distilbert", "albert", "electra", "xlm
                       "deberta", "deberta-v2", "camembert", "mpnet", "modernbert")
 
 
+def check_model_config(model=None) -> None:
+    """Refuse ``model`` (a folder or id; None: the bundled default) unless it is a BERT-family
+    encoder, from its config alone (:func:`check_architecture`): cheap, so commands call it
+    before they read any data."""
+    import transformers
+
+    quiet_transformers()
+    config = _from_pretrained(transformers.AutoConfig, resolve_model(model), "config")
+    check_architecture(config, model if model is not None else DEFAULT_MODEL_NAME)
+
+
 def check_architecture(config, model="the model") -> None:
     """Refuse a model that is not a BERT-family encoder, from its config alone.
 
