@@ -1,7 +1,8 @@
 """Cosine similarity between contextual word vectors and between sentence vectors.
 
-Seed 003's study in one call: every occurrence of a word, each with a vector that depends
-on its context, compared with the others::
+The contextual word-similarity study (one word in different senses) in one call: every
+occurrence of a word, each with a vector that depends on its context, compared with the
+others::
 
     >>> from bertkit import word_similarity
     >>> ws = word_similarity("After stealing money from the bank vault, the bank robber "
