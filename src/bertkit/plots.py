@@ -176,7 +176,8 @@ def training_curves(steps: Sequence[dict], epochs: Sequence[dict], path, *, metr
     ax = fig.add_subplot(1, 2 if val else 1, 1)
     if train:
         ax.plot([r["step"] for r in train], [r["train_loss"] for r in train], lw=1.2,
-                color="tab:blue", label="train loss (per window)")
+                color="tab:blue", label="train loss (per window)",
+                marker="s" if len(train) == 1 else None)  # one window: a line would not show
     ends = [r for r in epochs if r.get("step") is not None]
     if ends:
         ax.plot([r["step"] for r in ends], [r["train_loss"] for r in ends], "o", color="tab:blue",
@@ -195,7 +196,7 @@ def training_curves(steps: Sequence[dict], epochs: Sequence[dict], path, *, metr
     if lr_rows:
         ax_lr = ax.twinx()
         ax_lr.plot([r["step"] for r in lr_rows], [r["lr"] for r in lr_rows], "--", color="grey",
-                   lw=0.9, label="learning rate")
+                   lw=0.9, label="learning rate", marker="x" if len(lr_rows) == 1 else None)
         ax_lr.set_ylabel("learning rate")
         ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         more = ax_lr.get_legend_handles_labels()
