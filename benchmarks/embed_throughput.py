@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "sst2" / "train.tsv"
@@ -135,17 +136,6 @@ def plain_loop(model, tokenizer, texts, batch_size=64):
     return out
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
 
 def plain_ort_loop(session, tokenizer, texts, batch_size=64):
     """What a user writes around an ONNX export: sorted batches, tokenized per batch, padded to
@@ -220,9 +210,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "embed_throughput.json")
     args = p.parse_args(argv)
 
+    import sentence_transformers
     import torch
     import transformers
-    import sentence_transformers
     from sentence_transformers import SentenceTransformer
 
     import bertkit
@@ -279,7 +269,7 @@ def main(argv=None) -> int:
         })
     if not args.no_backends:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime
         except ImportError:
             print("(onnxruntime not installed: no ONNX rows; pip install 'bertkit[onnx]')", flush=True)
         else:

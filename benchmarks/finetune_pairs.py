@@ -34,13 +34,14 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -71,11 +72,11 @@ def _sample(rows: list, n: int, seed: int = 0) -> list:
 def task_rows(task: str) -> tuple[list, list]:
     """(train, test) lists of dicts with text, pair, label."""
     if task == "snli3k":
-        conv = lambda r: {"text": r["premise"], "pair": r["hypothesis"], "label": r["label"]}  # noqa: E731
+        conv = lambda r: {"text": r["premise"], "pair": r["hypothesis"], "label": r["label"]}
         train = _sample(_read_tsv(DATA / "snli" / "dev.tsv"), 3000)
         test = _sample(_read_tsv(DATA / "snli" / "test.tsv"), 2000)
     elif task == "stsb-bin":
-        conv = lambda r: {"text": r["sentence1"], "pair": r["sentence2"],  # noqa: E731
+        conv = lambda r: {"text": r["sentence1"], "pair": r["sentence2"],
                           "label": "similar" if float(r["score"]) >= 3.0 else "different"}
         train = _sample(_read_tsv(DATA / "stsb" / "train.tsv"), 3000)
         test = _read_tsv(DATA / "stsb" / "dev.tsv")
@@ -148,8 +149,13 @@ def peer_worker(train: Path, test: Path, seed: int, threads: int) -> None:
     """The grouped Trainer in this process; prints one JSON line."""
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from bertkit.evaluate import classification_metrics
     from bertkit.models import default_model_path, quiet_transformers
@@ -204,15 +210,6 @@ def peer_worker(train: Path, test: Path, seed: int, threads: int) -> None:
 # ---------------------------------------------------------------------------------- driver
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def load_results() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -236,7 +233,7 @@ def table() -> str:
             rs = list(runs.values())
             acc = [r["test"]["accuracy"] for r in rs]
             mcc = [r["test"]["mcc"] for r in rs]
-            sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
+            sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
             lines.append(f"| {task} | {system} | {len(rs)} | {statistics.mean(acc):.4f} ± {sd(acc):.4f} | "
                          f"{statistics.mean(mcc):.4f} ± {sd(mcc):.4f} | {max(r['peak_rss_mib'] for r in rs)} | "
                          f"{statistics.mean(r['seconds'] for r in rs):.0f} | {rs[0].get('cpu', '?')} |")

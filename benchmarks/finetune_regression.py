@@ -39,23 +39,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune import DATA, ROOT, _reset_accelerate, environment  # noqa: E402  (shared helpers)
+from _machine import cpu_model
+from finetune import DATA, ROOT, _reset_accelerate, environment
 
 RESULTS = ROOT / "benchmarks" / "results" / "finetune_regression.json"
 TRAIN, DEV = DATA / "stsb" / "train.tsv", DATA / "stsb" / "dev.tsv"
 COLUMNS = ["--text-column", "sentence1", "--pair-column", "sentence2", "--label-column", "score"]
 PEER = dict(lr=5e-5, warmup_ratio=0.1, weight_decay=0.01, batch_size=32, max_length=128)
 
-
-def cpu_model() -> str:
-    """``lscpu``'s Model name (machines differ: AMX or AVX2 only)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001  (a machine without lscpu)
-        import platform
-
-        return platform.processor() or platform.machine()
 
 
 def load(path):
@@ -109,8 +100,13 @@ def run_bertkit() -> dict:
 
 def run_peer(train, dev, *, epochs: int, seed: int = 42) -> dict:
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from bertkit.evaluate import regression_metrics
     from bertkit.models import default_model_path

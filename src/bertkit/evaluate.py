@@ -101,12 +101,17 @@ def format_report(metrics: dict) -> str:
     lines = [f"n = {metrics['n']}",
              f"accuracy {metrics['accuracy']:.4f}   mcc {metrics['mcc']:.4f}   "
              f"f1_macro {metrics['f1_macro']:.4f}", ""]
-    width = max([5] + [len(str(name)) for name in metrics["per_class"]])
-    lines.append(f"{'class':<{width}}  precision  recall      f1  support")
-    for name, m in metrics["per_class"].items():
+    return "\n".join(lines + _score_table(metrics["per_class"], "class"))
+
+
+def _score_table(scores: dict, heading: str) -> list:
+    """Lines of a precision / recall / f1 / support table, one row per class or label."""
+    width = max([5] + [len(str(name)) for name in scores])
+    lines = [f"{heading:<{width}}  precision  recall      f1  support"]
+    for name, m in scores.items():
         lines.append(f"{name:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  "
                      f"{m['support']:7d}")
-    return "\n".join(lines)
+    return lines
 
 
 # ------------------------------------------------------------------ multi-label, regression
@@ -216,9 +221,4 @@ def format_task_report(metrics: dict) -> str:
              f"f1_micro {metrics['f1_micro']:.4f}   f1_macro {metrics['f1_macro']:.4f}   "
              f"subset_accuracy {metrics['subset_accuracy']:.4f}   hamming_loss "
              f"{metrics['hamming_loss']:.4f}", ""]
-    width = max([5] + [len(str(name)) for name in metrics["per_label"]])
-    lines.append(f"{'label':<{width}}  precision  recall      f1  support")
-    for name, m in metrics["per_label"].items():
-        lines.append(f"{name:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  "
-                     f"{m['support']:7d}")
-    return "\n".join(lines)
+    return "\n".join(lines + _score_table(metrics["per_label"], "label"))
