@@ -36,6 +36,22 @@ def test_build_matches_the_model_on_padded_batches(model):
         torch.testing.assert_close(g[1, :3], r[1, :3], rtol=1e-4, atol=1e-5)
 
 
+def test_padding_is_skipped_and_left_as_zeros(model):
+    """The products run on real tokens only: each row equals that text run alone, and the
+    padding positions of every state are zeros."""
+    fast = fastbert.build(model)
+    ids = torch.tensor([[2, 40, 41, 42, 43, 3], [2, 50, 3, 0, 0, 0], [2, 60, 61, 3, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.inference_mode():
+        got = fast(ids, mask, all_states=True)
+        for row in range(len(ids)):
+            n = int(mask[row].sum())
+            alone = fast(ids[row:row + 1, :n], None, all_states=True)
+            for g, a in zip(got, alone):
+                torch.testing.assert_close(g[row, :n], a[0], rtol=1e-4, atol=1e-5)
+                assert not g[row, n:].any()
+
+
 def test_a_mismatch_falls_back_with_one_warning(model, monkeypatch):
     monkeypatch.setattr(fastbert, "_warned", False)
     real_call = fastbert.FastBert.__call__

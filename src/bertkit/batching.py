@@ -58,6 +58,29 @@ def length_sorted_batches(lengths, batch_size: int, max_tokens: int | None = Non
     return cut_sorted(order, lengths, batch_size, max_tokens)
 
 
+def spread(batches: list, lengths, parts: int) -> list:
+    """A small call's ``batches`` (from :func:`length_sorted_batches`, fewer than ``2 * parts``)
+    re-cut into ``parts`` runs of the same sorted order holding about equal numbers of
+    tokens; larger calls are returned as they are.
+
+    Why: the few short texts of one call (a served request, a handful of sentences) make one
+    or three batches under the token cap, so of ``parts`` worker threads one would run
+    while the others wait. The forward pass skips padding in its matrix products
+    (:mod:`bertkit.fastbert`), so longer runs cost little more than their tokens.
+    """
+    if parts <= 1 or len(batches) >= 2 * parts:
+        return batches
+    order = [i for b in batches for i in b]  # longest first, as the batches were cut
+    parts = min(parts, len(order))
+    if parts <= 1:
+        return batches
+    tokens = np.cumsum([int(lengths[i]) for i in order])
+    cuts = np.searchsorted(tokens, tokens[-1] * np.arange(1, parts) / parts, side="left") + 1
+    cuts = np.maximum.accumulate(np.clip(cuts, np.arange(1, parts), len(order) - parts + np.arange(1, parts)))
+    bounds = [0, *[int(c) for c in cuts], len(order)]
+    return [order[bounds[j]:bounds[j + 1]] for j in range(parts)]
+
+
 class LengthGroupedBatches:
     """Training batches of examples of similar length, for ``DataLoader(batch_sampler=...)``.
 

@@ -244,12 +244,13 @@ class Encoder:
         if opts["exclude_special"]:
             self._check_content(texts, features.ids)
         # 2. batch, 3. forward; whole sentences are pooled per batch, the rest kept per piece
-        from .batching import length_sorted_batches
+        from .batching import length_sorted_batches, spread
 
         if max_tokens is None and self.device.type == "cpu":
             max_tokens = self.cpu_max_tokens if self.backend_name == "torch" else self.onnx_max_tokens
         pieces = features.pieces
-        batches = length_sorted_batches([len(p.ids) for p in pieces], batch_size, max_tokens)
+        lengths = [len(p.ids) for p in pieces]
+        batches = spread(length_sorted_batches(lengths, batch_size, max_tokens), lengths, self._workers())
         out = np.zeros((len(texts), dim), np.float32) if level == "sentence" else None
         piece_tokens, piece_pooled, n_tokens = {}, {}, 0
         own_bar = progress is None or isinstance(progress, (bool, np.bool_))
@@ -403,15 +404,21 @@ class Encoder:
         out = self.backend.forward(input_ids, mask, None, all_states=all_states)
         return list(out) if all_states else [out]
 
+    def _workers(self) -> int:
+        """Threads that run the torch back-end's batches at once (see :mod:`bertkit.forward`)."""
+        import torch
+
+        if self.workers is not None:
+            return max(1, int(self.workers))
+        return torch.get_num_threads() if self.device.type == "cpu" and self.backend_name == "torch" else 1
+
     def _run(self, batches, pieces, opts):
         """Yield ``_forward``'s result for each batch, in order (torch back-end on a CPU:
         on ``workers`` threads, see :mod:`bertkit.forward`; ONNX Runtime has its own)."""
         import torch
 
         fast = self._fast_forward()
-        workers = self.workers
-        if workers is None:
-            workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        workers = self._workers()
         if self.backend_name != "torch":
             # ONNX Runtime runs on its own threads; torch only pools, on one thread, so
             # that the two thread pools do not spin against each other. The session is
