@@ -525,3 +525,31 @@ def test_batcher_collects_the_next_batch_while_the_model_runs():
     assert [rows for rows, _, _ in calls] == [["a"], ["b", "c"]]
     (_, _, first_end), (_, second_start, _) = calls
     assert second_start - first_end < 0.1  # not another 200 ms wait after the first call
+
+
+def test_batcher_waits_only_for_requests_that_exist():
+    """With ``in_flight`` saying nobody else is being served, a lone request goes to the model
+    at once instead of after max_wait_ms; with two in flight, the batch waits for the second
+    and then goes without waiting out the rest."""
+    from bertkit.serve.batcher import Batcher
+
+    calls = []
+
+    def run(key, rows):
+        calls.append(list(rows))
+        return rows
+
+    async def main(in_flight, n):
+        b = Batcher(run, name="t", max_wait_ms=60_000, in_flight=lambda: in_flight)
+        await b.start()
+        futures = []
+        for i in range(n):
+            futures.append(b.put(0, [i], 1))
+            await asyncio.sleep(0.05)
+        out = await asyncio.wait_for(asyncio.gather(*futures), 30)  # a minute's wait would fail here
+        await b.stop()
+        return out
+
+    assert asyncio.run(main(1, 1)) == [[0]]
+    assert asyncio.run(main(2, 2)) == [[0], [1]]
+    assert calls == [[0], [0, 1]]

@@ -43,9 +43,9 @@ def create_app(model=None, classifiers=None, backend: str = "torch", api_key: st
 
     state = SimpleNamespace(limits=limits or Limits(), api_key=api_key or None, metrics=Metrics(),
                             encoder=None, classifiers={}, batchers={}, ready=False, load_error=None,
-                            backend=backend)
+                            backend=backend, in_flight=0)
     batch_opts = dict(metrics=state.metrics, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
-                      max_queue=max_queue, batching=batching)
+                      max_queue=max_queue, batching=batching, in_flight=lambda: state.in_flight)
 
     def load():
         from .models import Served, classify_rows, encode_rows, load_classifiers, load_encoder

@@ -3,7 +3,8 @@
 Each request puts its rows (texts, or (text, pair) tuples) on an asyncio queue with a key
 (the encode options, or whether pairs are given) and its token count. One worker task takes
 the first waiting item, then keeps collecting items of the same key until the token budget
-is reached or ``max_wait_ms`` has passed since the first, runs ONE call of ``run(key, rows)``
+is reached or ``max_wait_ms`` has passed since the first (or every request the server is
+handling is in the batch already), runs ONE call of ``run(key, rows)``
 in a thread (the event loop never blocks) and hands every caller exactly its own rows of
 the result. Items of another key wait for the next call, so options never mix. The next
 batch is collected while a call runs (and takes what queued until it ended), so under load
@@ -51,12 +52,16 @@ class Batcher:
         Requests waiting at most; one more gets a 503 with Retry-After.
     batching : bool, default=True
         False: one request per model call (the benchmark's batching-off row).
+    in_flight : callable () -> int, or None
+        How many HTTP requests the server is handling now. When every one of them is
+        already in the batch, it goes to the model without waiting ``max_wait_ms``: a lone
+        client pays no batching delay. None: always wait.
     """
 
     def __init__(self, run, *, name: str, lock: threading.Lock | None = None, metrics=None,
                  max_batch_tokens: int = 8192, max_wait_ms: float = 5, max_queue: int = 1024,
-                 batching: bool = True):
-        self.run, self.name, self.metrics = run, name, metrics
+                 batching: bool = True, in_flight=None):
+        self.run, self.name, self.metrics, self.in_flight = run, name, metrics, in_flight
         self.lock = lock or threading.Lock()
         self.max_batch_tokens, self.max_wait = max_batch_tokens, max_wait_ms / 1000.0
         self.max_queue, self.batching = max_queue, batching
@@ -141,6 +146,8 @@ class Batcher:
             take(item)
         while True:
             while not full and tokens < self.max_batch_tokens:
+                if self.in_flight is not None and self.in_flight() <= len(batch) + len(skipped):
+                    deadline = 0.0  # nobody else is being served: take what is queued, go
                 item = await self._get(deadline - time.monotonic())
                 if item is None:
                     break

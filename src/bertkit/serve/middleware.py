@@ -64,6 +64,7 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0, status = time.perf_counter(), [500]
+        self.state.in_flight += 1  # read by the batchers: no waiting for requests that do not exist
 
         async def send_status(message):
             if message["type"] == "http.response.start":
@@ -77,6 +78,7 @@ class Guard:
                 return await send_json(send_status, e.status, e.body(), e.headers)
             await self.app(scope, receive, send_status)
         finally:
+            self.state.in_flight -= 1
             if self._labels is None:
                 self._labels = _Labels(self.state.fastapi_app)
             self.state.metrics.observe_request(self._labels(scope), status[0], time.perf_counter() - t0)
