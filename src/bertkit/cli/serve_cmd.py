@@ -26,7 +26,7 @@ from .options import backend_option, device_option, max_length_option, model_opt
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), default=8192, show_default=True,
               help="Token budget of one merged model call (dynamic batching).")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5, show_default=True,
-              help="Longest wait for more requests to merge after the first.")
+              help="Longest wait for more requests to merge after the first (only while other requests are in flight).")
 @click.option("--max-queue", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Requests waiting at most; more get 503 with Retry-After.")
 @click.option("--no-batching", is_flag=True, help="One request per model call (no merging).")
