@@ -102,7 +102,8 @@ def test_classify_equals_predict_proba(tiny_enc, tiny_clf):
         assert_error(c.post("/v1/classify", content=b'{"input": '), 400)
         schema = c.get("/openapi.json").json()["paths"]["/v1/classify"]["post"]["requestBody"]
         assert {"input", "pairs", "classifier"} <= set(schema["content"]["application/json"]["schema"]["properties"])
-        assert c.get("/v1/models").json()["classifiers"] == [{"name": "sent", "labels": tiny_clf.labels}]
+        assert c.get("/v1/models").json()["classifiers"] == [{"name": "sent", "task": "single-label",
+                                                               "labels": tiny_clf.labels}]
 
 
 def test_tokenize_similarity_attention_routes(tiny_enc):
@@ -553,3 +554,34 @@ def test_batcher_waits_only_for_requests_that_exist():
     assert asyncio.run(main(1, 1)) == [[0]]
     assert asyncio.run(main(2, 2)) == [[0], [1]]
     assert calls == [[0], [0, 1]]
+
+
+def test_classify_answers_in_each_task_s_terms(tiny_enc, tmp_path):
+    """A regression model gives its number and a multi-label one the labels over its
+    threshold, as Classifier.predict does (not an argmax of probabilities)."""
+    import json
+
+    from bertkit import Classifier
+
+    reg = Classifier(build_tiny_model(tmp_path / "reg", num_labels=1), device="cpu")
+    folder = build_tiny_model(tmp_path / "multi", num_labels=3, seed=1)
+    config = json.loads((tmp_path / "multi" / "config.json").read_text())
+    config["problem_type"] = "multi_label_classification"
+    (tmp_path / "multi" / "config.json").write_text(json.dumps(config))
+    multi = Classifier(folder, device="cpu")
+    multi.threshold = 0.5
+    texts = ["a good movie", "a terrible plot", "fun"]
+    with make_client(tiny_enc, {"reg": reg, "multi": multi}) as c:
+        body = c.post("/v1/classify", json={"input": texts, "classifier": "reg"}).json()
+        assert body["task"] == "regression"
+        assert np.allclose([d["value"] for d in body["data"]], reg.predict(texts), atol=1e-5)
+        assert all(set(d) == {"index", "value"} for d in body["data"])
+        body = c.post("/v1/classify", json={"input": texts, "classifier": "multi"}).json()
+        assert body["task"] == "multi-label" and body["threshold"] == 0.5
+        want = multi.predict(texts)
+        assert [d["labels"] for d in body["data"]] == [w["labels"] for w in want]
+        for d, w in zip(body["data"], want):
+            assert np.allclose([d["probabilities"][k] for k in multi.labels],
+                               [w["probabilities"][k] for k in multi.labels], atol=1e-5)
+        tasks = {m["name"]: m["task"] for m in c.get("/v1/models").json()["classifiers"]}
+        assert tasks == {"reg": "regression", "multi": "multi-label"}

@@ -90,10 +90,12 @@ def encode_rows(enc, key: tuple, texts: list) -> np.ndarray:
 
 
 def classify_rows(clf, key: bool, rows: list) -> np.ndarray:
-    """Run one merged batch of (text, pair) rows; ``key`` says whether pairs are given."""
+    """Run one merged batch of (text, pair) rows; ``key`` says whether pairs are given.
+    Returns the task's outputs (:meth:`bertkit.Classifier.predict_outputs`): class
+    probabilities, per-label probabilities (multi-label) or numbers (regression)."""
     texts = [r[0] for r in rows]
     pairs = [r[1] for r in rows] if key else None
-    return clf.predict_proba(texts, pairs)
+    return clf.predict_outputs(texts, pairs)
 
 
 try:  # optional (in the serve extra): writes float32 arrays ~20x faster than json + tolist

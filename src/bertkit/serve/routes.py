@@ -87,7 +87,8 @@ def add_routes(app, state) -> None:
         enc = served.obj
         return {"model": enc.model_name, "backend": state.backend, "dimension": enc.dimension(),
                 "max_length": served.max_length,
-                "classifiers": [{"name": n, "labels": c.obj.labels} for n, c in state.classifiers.items()]}
+                "classifiers": [{"name": n, "task": c.obj.task, "labels": c.obj.labels}
+                                for n, c in state.classifiers.items()]}
 
     # The batched routes validate their body themselves rather than through a FastAPI body
     # parameter: the same pydantic model straight from the bytes is ~2 us, FastAPI's machinery
@@ -126,7 +127,11 @@ def add_routes(app, state) -> None:
 
     @app.post("/v1/classify", openapi_extra=body_schema(ClassifyRequest))
     async def classify(request: Request):
-        """Class probabilities from a fine-tuned classifier (``--classifier DIR``)."""
+        """Predictions of a fine-tuned model (``--classifier DIR``), as ``bertkit predict``: the
+        label and every class probability; the labels over the threshold (multi-label); the
+        number (regression)."""
+        from ..predict import prediction
+
         body = parse_body(ClassifyRequest, await request.body())
         _ready(state)
         if not state.classifiers:
@@ -147,13 +152,19 @@ def add_routes(app, state) -> None:
         counts = await _count(served, texts, pairs)
         used = sum(min(n, served.max_length) for n in counts)
         rows = list(zip(texts, pairs if pairs is not None else [None] * len(texts)))
-        probs = await _submit(request, state.batchers[f"classify:{name}"], pairs is not None, rows, used)
-        labels = served.obj.labels
-        return _json({"classifier": name, "labels": labels,
-                      "data": [{"index": i, "label": labels[int(p.argmax())],
-                                "probabilities": {lab: float(p[j]) for j, lab in enumerate(labels)}}
-                               for i, p in enumerate(probs)],
-                      "truncated": [i for i, n in enumerate(counts) if n > served.max_length]})
+        outputs = await _submit(request, state.batchers[f"classify:{name}"], pairs is not None, rows, used)
+        clf = served.obj
+        # As Classifier.predict: single-label {label, probabilities}, multi-label {labels over
+        # the threshold, probabilities}, regression {value}.
+        data = []
+        for i, row in enumerate(outputs):
+            p = prediction(clf.task, row, clf.labels, clf.threshold)
+            data.append({"index": i, "value": p} if clf.task == "regression" else {"index": i, **p})
+        payload = {"classifier": name, "task": clf.task, "labels": clf.labels, "data": data,
+                   "truncated": [i for i, n in enumerate(counts) if n > served.max_length]}
+        if clf.task == "multi-label":
+            payload["threshold"] = clf.threshold
+        return _json(payload)
 
     @app.post("/v1/tokenize")
     async def tokenize(body: TokenizeRequest):

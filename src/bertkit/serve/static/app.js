@@ -278,15 +278,28 @@
   function renderClassify(data) {
     const item = data.data[0];
     const table = $("classify-table");
-    table.querySelector("caption").textContent = data.classifier + ": " + item.label;
-    table.dataset.classifier = data.classifier;
-    table.dataset.label = item.label;
     const tbody = table.querySelector("tbody");
     tbody.textContent = "";
+    table.dataset.classifier = data.classifier;
+    if (data.task === "regression") {  // one number, no probabilities
+      table.querySelector("caption").textContent = data.classifier + ": " + item.value.toFixed(3);
+      table.dataset.label = String(item.value);
+      const tr = el("tr", null, { "data-label": data.labels[0], "data-value": String(item.value) });
+      tr.appendChild(el("th", data.labels[0], { scope: "row" }));
+      tr.appendChild(el("td", item.value.toFixed(3), { class: "num" }));
+      tbody.appendChild(tr);
+      table.hidden = false;
+      return;
+    }
+    // single-label: the argmax; multi-label: every label over the threshold (maybe none)
+    const chosen = data.task === "multi-label" ? item.labels : [item.label];
+    const shown = chosen.length ? chosen.join(", ") : "(no label over " + data.threshold + ")";
+    table.querySelector("caption").textContent = data.classifier + ": " + shown;
+    table.dataset.label = chosen.join("|");
     data.labels.forEach((lab) => {
       const p = item.probabilities[lab];
       const tr = el("tr", null, { "data-label": lab, "data-prob": String(p) });
-      if (lab === item.label) {
+      if (chosen.includes(lab)) {
         tr.classList.add("predicted");
         tr.dataset.predicted = "true";
       }
