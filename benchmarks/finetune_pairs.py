@@ -124,7 +124,7 @@ def run_bertkit(train: Path, test: Path, seed: int, flags: str, threads: int, tm
     if code:
         raise SystemExit(f"bertkit train failed ({code}): {' '.join(cmd)}")
     trained = json.loads(text)
-    code, text, _, _ = _run_child(bk + ["evaluate", "--model", str(out), "--data", str(test), "--json"],
+    code, text, _, _ = _run_child(bk + ["evaluate", "--model", str(out), "--input", str(test), "--json"],
                                   _env(threads))
     if code:
         raise SystemExit(f"bertkit evaluate failed ({code})")

@@ -8,7 +8,7 @@ Systems (all start from the bundled all-MiniLM-L6-v2):
 * ``bertkit``   -- exactly ``bertkit train --train stsb/train.tsv --text-column sentence1
                    --pair-column sentence2 --label-column score --task regression`` (CLI
                    defaults: 10 % of train held out to pick the epoch by Spearman), then
-                   ``bertkit evaluate --data stsb/dev.tsv --json``, both as subprocesses;
+                   ``bertkit evaluate --input stsb/dev.tsv --json``, both as subprocesses;
 * ``peer``      -- ``transformers.Trainer`` on a ``BertForSequenceClassification`` with
                    ``num_labels=1, problem_type="regression"`` (MSE), on all of train, with
                    ``train_sampling_strategy="group_by_length"`` (transformers 5.x; 4.x
@@ -83,7 +83,7 @@ def run_bertkit() -> dict:
             raise SystemExit(f"bertkit train failed:\n{train.stderr[-3000:]}")
         sys.stderr.write(train.stderr)
         result = json.loads(train.stdout)
-        ev = subprocess.run(cli + ["evaluate", "--model", str(out), "--data", str(DEV), "--json"],
+        ev = subprocess.run(cli + ["evaluate", "--model", str(out), "--input", str(DEV), "--json"],
                             capture_output=True, text=True, env=env)
         if ev.returncode:
             raise SystemExit(f"bertkit evaluate failed:\n{ev.stderr[-3000:]}")
