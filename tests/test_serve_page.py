@@ -57,7 +57,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve_page")
     model = build_tiny_model(root / "tiny")
     clf = build_tiny_model(root / "clf", num_labels=2)
-    app = create_app(model=model, classifiers={"tiny": clf})
+    score = build_tiny_model(root / "score", num_labels=1)  # one output: a regression model
+    app = create_app(model=model, classifiers={"tiny": clf, "score": score})
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -258,7 +259,7 @@ def test_class_probabilities_match_the_api(server, page, tmp_path):
     section = page.find_element(By.ID, "classify-section")
     assert section.is_displayed()
     names = [o.get_attribute("value") for o in Select(page.find_element(By.ID, "classifier-select")).options]
-    assert names == ["tiny"]
+    assert names == ["tiny", "score"]
     text = "a great movie with a boring plot"
     type_into(page, "classify-input", text)
     page.find_element(By.ID, "classify-btn").click()
@@ -275,6 +276,22 @@ def test_class_probabilities_match_the_api(server, page, tmp_path):
     # Every section is filled now: keep a picture of the page.
     screenshot(page, "explorer.png", tmp_path)
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
+
+
+def test_a_regression_model_shows_its_number(server, page):
+    Select(page.find_element(By.ID, "classifier-select")).select_by_value("score")
+    text = "a great movie with a boring plot"
+    type_into(page, "classify-input", text)
+    page.find_element(By.ID, "classify-btn").click()
+    wait_status(page, "classify-section")
+    _, want = api(server, "/v1/classify", {"input": text, "classifier": "score"})
+    assert want["task"] == "regression"
+    rows = page.find_elements(By.CSS_SELECTOR, "#classify-table tbody tr")
+    assert len(rows) == 1
+    assert math.isclose(float(rows[0].get_attribute("data-value")), want["data"][0]["value"], abs_tol=1e-9)
+    caption = page.find_element(By.CSS_SELECTOR, "#classify-table caption").get_attribute("textContent")
+    assert caption == f"score: {want['data'][0]['value']:.3f}"
+    Select(page.find_element(By.ID, "classifier-select")).select_by_value("tiny")
 
 
 def test_api_error_is_shown_in_the_message_box(server, page):
