@@ -204,17 +204,10 @@ def run_peer(train, test, labels, *, lr, epochs, seed, batch_size=32, max_length
         wall, cpu = time.time() - t0, time.process_time() - c0
         m = None
         if test is not None:
-            # A plain loop in file order: with the length-grouped sampler trainer.predict's
-            # rows did not come back in file order (see finetune_pairs.py).
-            model.eval()
-            pairs, logits = test["pair"].tolist() if "pair" in test else None, []
-            texts = test["text"].tolist()
-            with torch.no_grad():
-                for i in range(0, len(texts), 128):
-                    enc = tok(texts[i:i + 128], pairs[i:i + 128] if pairs else None, truncation=True,
-                              max_length=max_length, padding=True, return_tensors="pt")
-                    logits.append(model(**enc).logits.float().numpy())
-            logits = np.concatenate(logits)
+            from _peer import predict_in_order
+
+            logits = predict_in_order(model, tok, test["text"].tolist(),
+                                      test["pair"].tolist() if "pair" in test else None, max_length=max_length)
             m = classification_metrics([label2id[y] for y in test["label"]], logits.argmax(-1), labels)
     return {"examples_per_s": out.metrics["train_samples_per_second"],
             "train_seconds": out.metrics["train_runtime"], "wall_seconds": wall, "epochs_run": epochs,

@@ -190,18 +190,10 @@ def peer_worker(train: Path, test: Path, seed: int, threads: int) -> None:
         trainer = Trainer(model=model, args=args, train_dataset=dataset(rows),
                           data_collator=DataCollatorWithPadding(tok))
         trainer.train()
-    # Test predictions in file order with a plain loop: trainer.predict's order is not
-    # relied on (a first run here scored chance level, 0.339 on 3 classes).
-    model.eval()
-    logits = []
-    with torch.no_grad():
-        for i in range(0, len(test_rows), 128):
-            chunk = test_rows[i:i + 128]
-            enc = tok([r["text"] for r in chunk], [r["pair"] for r in chunk], truncation=True,
-                      max_length=128, padding=True, return_tensors="pt")
-            logits.append(model(**enc).logits.float().numpy())
-    logits = np.concatenate(logits)
-    m = classification_metrics([label2id[r["label"]] for r in test_rows], np.asarray(logits).argmax(-1), labels)
+    from _peer import predict_in_order
+
+    logits = predict_in_order(model, tok, [r["text"] for r in test_rows], [r["pair"] for r in test_rows])
+    m = classification_metrics([label2id[r["label"]] for r in test_rows], logits.argmax(-1), labels)
     print(json.dumps({"test": {k: m[k] for k in ("accuracy", "mcc", "f1_macro", "n")},
                       "config": {"lr": 5e-5, "epochs": 3, "warmup_ratio": 0.1, "max_length": 128,
                                  "train_sampling_strategy": "group_by_length"}}))

@@ -137,17 +137,9 @@ def run_peer(train, dev, *, epochs: int, seed: int = 42) -> dict:
         trainer = Trainer(model=model, args=args, train_dataset=dataset(train),
                           data_collator=DataCollatorWithPadding(tok), processing_class=tok)
         out = trainer.train()
-    # Dev predictions in file order with a plain loop: with the length-grouped sampler,
-    # trainer.predict's rows did not come back in file order here (a first run scored a dev
-    # Spearman of 0.027, MSE 4.05).
-    model.eval()
-    pred = []
-    with torch.no_grad():
-        for i in range(0, len(dev), 128):
-            enc = tok(dev.texts[i:i + 128], dev.pairs[i:i + 128], truncation=True,
-                      max_length=PEER["max_length"], padding=True, return_tensors="pt")
-            pred.append(model(**enc).logits.float().numpy().reshape(-1))
-    pred = np.concatenate(pred)
+    from _peer import predict_in_order
+
+    pred = predict_in_order(model, tok, dev.texts, dev.pairs, max_length=PEER["max_length"]).reshape(-1)
     wall = time.time() - t0
     m = regression_metrics([float(y) for y in dev.labels], pred)
     return {"dev": {k: m[k] for k in ("pearson", "spearman", "mse", "mae", "n")}, "wall_seconds": wall,
