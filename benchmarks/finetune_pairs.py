@@ -147,7 +147,6 @@ def run_peer(train: Path, test: Path, seed: int, threads: int) -> dict:
 
 def peer_worker(train: Path, test: Path, seed: int, threads: int) -> None:
     """The grouped Trainer in this process; prints one JSON line."""
-    import numpy as np
     import torch
     from transformers import (
         AutoModelForSequenceClassification,

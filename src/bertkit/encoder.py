@@ -415,8 +415,6 @@ class Encoder:
     def _run(self, batches, pieces, opts):
         """Yield ``_forward``'s result for each batch, in order (torch back-end on a CPU:
         on ``workers`` threads, see :mod:`bertkit.forward`; ONNX Runtime has its own)."""
-        import torch
-
         fast = self._fast_forward()
         workers = self._workers()
         if self.backend_name != "torch":
