@@ -17,6 +17,17 @@ and gives the same logits as bertkit, with no custom code and no ``trust_remote_
     starts from the checkpoint's pre-trained pooler, as fine-tuning BERT usually does. Other architectures use their own head, which has this
     shape (DistilBERT: dense + ReLU).
 
+``mean``
+    mean of the last layer's token vectors (padding left out) -> dropout -> output layer;
+    BERT's pooler is not used. This is how sentence-embedding models such as the bundled
+    one were trained to be read, so it suits them where [CLS] is stale: on STS-B
+    (regression, benchmarks/README.md) it is the default for them (see
+    :func:`default_head`). Plain ``transformers`` has no such head: the folder's
+    ``config.json`` records ``"bertkit_pooling": "mean"`` and bertkit's loader
+    (:func:`bertkit.models.load_model`, so predict, evaluate, serve and the ONNX export)
+    restores it; ``AutoModelForSequenceClassification`` alone would read [CLS] instead.
+    Needs a BERT-style model (a pooler whose output the classifier reads).
+
 Why linear is the default: the bundled model is a sentence-embedding model trained with
 mean pooling, so its pre-trained pooler is stale (its [CLS]/pooler vectors score about 7
 points lower on STS-B, see benchmarks/README.md); on CoLA the linear head was as good on
@@ -25,9 +36,14 @@ the validation split and better out of domain (benchmarks/README.md).
 
 from __future__ import annotations
 
+import types
+
 from .errors import InputError
 
-HEADS = ("linear", "mlp")
+HEADS = ("linear", "mlp", "mean")
+
+#: the config.json key that marks a mean-pooled head (read back by :func:`restore_head`)
+POOLING_KEY = "bertkit_pooling"
 
 
 def _hidden_layer(model):
@@ -43,19 +59,115 @@ def _hidden_layer(model):
     return None
 
 
-def default_head(model) -> str:
-    """``linear`` where the model's head allows it, else ``mlp`` (the model's own head)."""
+def _bert_pooler(model):
+    """BERT's pooler when the classifier reads the base model's ``pooler_output``, else None."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    pooler = getattr(base, "pooler", None)
+    if pooler is not None and hasattr(model, "classifier") and hasattr(model.classifier, "weight"):
+        return pooler
+    return None
+
+
+def trained_with_mean_pooling(folder) -> bool:
+    """True when ``folder`` is a sentence-transformers model whose pooling is the token mean
+    (its ``1_Pooling/config.json`` or the folder named in ``modules.json``)."""
+    import json
+    from pathlib import Path
+
+    if folder is None or not Path(folder).is_dir():
+        return False
+    root = Path(folder)
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        paths = [m.get("path", "") for m in modules if "Pooling" in m.get("type", "")]
+        for sub in paths or ["1_Pooling"]:
+            cfg = json.loads((root / sub / "config.json").read_text(encoding="utf-8"))
+            return bool(cfg.get("pooling_mode_mean_tokens"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return False
+
+
+def default_head(model, *, task: str = "classification", folder=None) -> str:
+    """The head a run gets when none is given.
+
+    ``mean`` for regression on a model trained for mean-pooled sentence vectors (``folder``
+    is a sentence-transformers folder with mean pooling, as the bundled model is): its
+    [CLS] is stale and a score of two texts is what its mean vector was trained for; on
+    STS-B the mean head is the one that beats the model's own zero-shot cosine
+    (benchmarks/README.md). Otherwise ``linear`` where the model's head allows it, else
+    ``mlp`` (the model's own head). Classification keeps ``linear``: it was measured on
+    CoLA, SST-2, SNLI and AG News with it.
+    """
+    if task == "regression" and _bert_pooler(model) is not None and trained_with_mean_pooling(folder):
+        return "mean"
     return "linear" if _hidden_layer(model) is not None else "mlp"
+
+
+def _mean_pooled_forward(self, *args, **kwargs):
+    """The base model's forward with ``pooler_output`` replaced by the mean of the last
+    layer's token vectors over the attention mask."""
+    out = self._bertkit_pooled_forward(*args, **kwargs)
+    mask = kwargs.get("attention_mask")
+    if mask is None and len(args) > 1:
+        mask = args[1]
+    states = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]   # (B, T, H)
+    if mask is None:
+        pooled = states.mean(dim=1)
+    else:
+        weights = mask[:, :, None].to(states.dtype)                                  # (B, T, 1)
+        pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)   # (B, H)
+    if hasattr(out, "pooler_output"):
+        out.pooler_output = pooled
+        return out
+    return (out[0], pooled, *out[2:])
+
+
+def use_mean_pooling(model) -> None:
+    """Make ``model``'s classifier read the masked mean of the last layer instead of BERT's
+    pooler (in place: an instance ``forward`` on the base model; the weights are untouched),
+    and record it in ``model.config`` so the saved folder loads the same way."""
+    if _bert_pooler(model) is None:
+        raise InputError(
+            f"head='mean' needs a BERT-style model (a pooler read by the classifier); "
+            f"{type(model).__name__} has another head. Use head='linear' or head='mlp' instead.")
+    base = getattr(model, model.base_model_prefix)
+    if getattr(base, "_bertkit_pooled_forward", None) is None:
+        base._bertkit_pooled_forward = base.forward
+        base.forward = types.MethodType(_mean_pooled_forward, base)
+    base.pooler.requires_grad_(False)  # not read: keep it out of the optimizer
+    setattr(model.config, POOLING_KEY, "mean")
+
+
+def _undo_mean_pooling(model) -> None:
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if base is not None and getattr(base, "_bertkit_pooled_forward", None) is not None:
+        del base.forward
+        del base._bertkit_pooled_forward
+        base.pooler.requires_grad_(True)
+    if hasattr(model.config, POOLING_KEY):
+        delattr(model.config, POOLING_KEY)
+
+
+def restore_head(model) -> None:
+    """Give a loaded classifier back the head its ``config.json`` records (the mean head;
+    the others are plain ``transformers`` weights and need nothing)."""
+    if getattr(model.config, POOLING_KEY, None) == "mean" and hasattr(model, "classifier"):
+        use_mean_pooling(model)
 
 
 def apply_head(model, head: str) -> None:
     """Shape ``model`` (a ``*ForSequenceClassification``) for ``head`` in place."""
     import torch
 
+    if head not in HEADS:
+        raise InputError(f"The 'head' parameter must be one of {', '.join(HEADS)}. Got {head!r} instead.")
+    if head == "mean":
+        use_mean_pooling(model)
+        return
+    _undo_mean_pooling(model)  # a mean-head classifier trained again with another head
     if head == "mlp":
         return
-    if head != "linear":
-        raise InputError(f"The 'head' parameter must be one of {', '.join(HEADS)}. Got {head!r} instead.")
     dense = _hidden_layer(model)
     if dense is None:
         raise InputError(

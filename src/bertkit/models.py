@@ -287,6 +287,10 @@ def load_model(
         _check_trained_head(info, model)
     else:
         net = _from_pretrained(cls, resolved, "model", use_safetensors=True, **kwargs)
+    if task != "base":
+        from .heads import restore_head
+
+        restore_head(net)  # a mean-pooled head is recorded in config.json (see heads.py)
     net.to(select_device(device) if not hasattr(device, "type") else device)
     net.eval()
     return net, tokenizer

@@ -273,14 +273,16 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
     run.say(_first_line(run, len(train), len(validation) if validation is not None else 0))
     _encode(run, train, validation)
     if run.config.head is None:
-        run.config = dataclasses.replace(run.config, head=default_head(run.model))
+        run.config = dataclasses.replace(run.config, head=default_head(
+            run.model, task=run.config.task, folder=run.resolved))
     apply_head(run.model, run.config.head)
     if run.config.task == "regression":
         start_at_mean(run.model, run.counts["mean"])
     if run.config.freeze_encoder:
         freeze_encoder(run.model)
     # the last layer skips the rows that the [CLS] logits never read (same maths; train_fast)
-    run.cls_only = cls_only_last_layer(run.model)
+    # (not with the mean head, which reads every row of the last layer)
+    run.cls_only = run.config.head != "mean" and cls_only_last_layer(run.model)
     run.model.train()
 
 
