@@ -378,3 +378,37 @@ def test_overwrite_killed_midway_leaves_the_old_model_usable(tiny_model_dir, tmp
     assert len(json.loads((out / "metrics.json").read_text())["history"]) == 2
     assert resumed.training_result["best_epoch"] in (1, 2)
     assert not (out / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------------------- batches in parts (chunk_tokens)
+
+
+def test_batches_in_parts_are_reproducible_and_resume_exactly(tiny_model_dir, tmp_path, monkeypatch):
+    from bertkit import train_loop
+
+    sizes = []
+    real_split = train_loop.split_rows
+
+    def counting_split(batch, max_tokens):
+        parts = real_split(batch, max_tokens)
+        sizes.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(train_loop, "split_rows", counting_split)
+    first = train_tiny(tiny_model_dir, tmp_path / "a", epochs=2, chunk_tokens=24, save_steps=4)
+    assert max(sizes) >= 3  # batches of 8 short texts (~10 tokens) ran in parts
+    args = json.load(open(tmp_path / "a" / "training_args.json"))
+    assert args["config"]["chunk_tokens"] == 24
+    again = train_tiny(tiny_model_dir, tmp_path / "b", epochs=2, chunk_tokens=24, save_steps=4)
+    assert history_numbers(again.training_result) == history_numbers(first.training_result)
+
+    def kill(state):
+        if state.global_step == 14:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(tiny_model_dir, tmp_path / "c", epochs=2, chunk_tokens=24, save_steps=4, on_step=kill)
+    resumed = train_tiny(tiny_model_dir, tmp_path / "c", epochs=2, chunk_tokens=24, save_steps=4, resume=True)
+    assert history_numbers(resumed.training_result) == history_numbers(first.training_result)
+    with pytest.raises(InputError, match="chunk_tokens"):
+        TrainConfig(chunk_tokens=-1).check()

@@ -215,6 +215,37 @@ def pad_batch(examples: list, pad_id: int) -> dict:
     return batch
 
 
+def split_rows(batch: dict, max_tokens: int) -> list:
+    """``batch`` (from :func:`pad_batch`) as parts of at most ``max_tokens`` padded tokens.
+
+    Why: a training step's memory grows with B x T (and the attention matrices with
+    B x T x T): on CPU, SDPA with attention dropout materializes them, so one batch of 32
+    pairs at 128 tokens costs about 0.6 GB more than at 64. Run one part after another,
+    with their losses summed, a batch gives the same gradient (up to float rounding and
+    the dropout draws) in a part's memory. Rows are split into equal consecutive parts
+    (each (b, T) trimmed to its own longest row); a batch within ``max_tokens``, a
+    ``max_tokens`` of 0, or a one-row batch comes back whole, as ``[batch]``.
+    """
+    ids = batch["input_ids"]
+    b, t = ids.shape
+    if not max_tokens or b * t <= max_tokens or b == 1:
+        return [batch]
+    n_parts = min(b, -(-b * t // max_tokens))
+    bounds = [round(i * b / n_parts) for i in range(n_parts + 1)]
+    lengths = batch["attention_mask"].sum(dim=1) if "attention_mask" in batch else None
+    parts = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        width = int(lengths[lo:hi].max()) if lengths is not None else t
+        part = {}
+        for key, value in batch.items():
+            value = value[lo:hi]
+            if key in ("input_ids", "attention_mask", "token_type_ids"):
+                value = value[:, :max(width, 1)]
+            part[key] = value
+        parts.append(part)
+    return parts
+
+
 def model_inputs(batch: dict) -> dict:
     """The keys of a padded batch that a model's forward takes."""
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}

@@ -228,7 +228,7 @@ class Classifier:
             ``on_step(state)`` after each optimizer step (for tests and custom stopping).
         **settings
             Any :class:`bertkit.train.TrainConfig` field: ``model``, ``epochs``, ``lr``,
-            ``batch_size``, ``batch_tokens``, ``max_length``, ``warmup_ratio``,
+            ``batch_size``, ``batch_tokens``, ``chunk_tokens``, ``max_length``, ``warmup_ratio``,
             ``weight_decay``, ``grad_clip``, ``grad_accum``, ``seed``, ``head``,
             ``freeze_encoder``, ``class_weights``, ``early_stopping``, ``metric``,
             ``precision``, ``save_steps``, ``eval_batch_size``, ``device``, ``log_steps``,

@@ -35,6 +35,9 @@ class TrainConfig:
     lr: float | None = None           # None: by the model's width (default_lr); 1e-4 at 384
     batch_size: int = 32              # examples per batch (per device)
     batch_tokens: int | None = None   # optional cap on padded tokens per batch
+    chunk_tokens: int = 2048          # a batch of more padded tokens runs in parts of at most
+                                      # this many, one after another: the same gradient in
+                                      # less memory (batching.split_rows); 0 = never split
     max_length: int | None = None     # tokens, specials included; None: 128, or the model's
                                       # limit if lower. Longer input is cut and counted.
     warmup_ratio: float = 0.1         # share of optimizer steps with a linear warm-up
@@ -72,7 +75,7 @@ class TrainConfig:
         check_positive_int("batch_tokens", self.batch_tokens, where, allow_none=True)
         check_positive_int("early_stopping", self.early_stopping, where, allow_none=True)
         check_positive_int("eval_steps", self.eval_steps, where, allow_none=True)
-        for name, off in (("save_steps", "epoch ends only"), ("log_steps", "off")):
+        for name, off in (("save_steps", "epoch ends only"), ("log_steps", "off"), ("chunk_tokens", "never split")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"The '{name}' parameter must be 0 ({off}) or a positive integer. Got {value!r} instead.")

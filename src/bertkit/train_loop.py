@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import model_inputs, pad_batch
+from .batching import model_inputs, pad_batch, split_rows
 from .checkpoint import save_checkpoint, seal_checkpoint
 from .evaluate import task_metrics
 from .io import replace_dir
@@ -169,18 +169,24 @@ def train_step(run, batch: dict) -> torch.Tensor:
     scheduler steps. Returns the loss, shape ().
 
     The loss (:func:`shard_loss`) is divided by ``grad_accum`` for the backward pass, as
-    accelerate's ``accumulate`` does.
+    accelerate's ``accumulate`` does. A batch over ``chunk_tokens`` padded tokens runs in
+    parts (:func:`bertkit.batching.split_rows`) whose losses add up to the batch's.
     """
     acc, model, config, state = run.accelerator, run.model, run.config, run.state
     # dropout masks depend on (seed, step, process) only, so a resumed run draws the same
     torch.manual_seed(step_seed(config.seed, state.micro_step, acc.process_index))
     step_ends = _step_ends(run)
     total = run.example_weight[run.train_batches.batches()[state.batch_in_epoch]].sum()
-    with contextlib.nullcontext() if step_ends else acc.no_sync(model):  # exchange on the last only
-        with run.autocast():
-            logits = model(**model_inputs(batch)).logits  # (B, K)
-        loss = shard_loss(config.task, logits, batch, run.class_weight, total, acc.num_processes)
-        run.scaler.scale(loss / config.grad_accum).backward()
+    parts = split_rows(batch, config.chunk_tokens)
+    loss = None
+    for i, part in enumerate(parts):
+        exchange = step_ends and i == len(parts) - 1  # gradients are exchanged once, at the end
+        with contextlib.nullcontext() if exchange else acc.no_sync(model):
+            with run.autocast():
+                logits = model(**model_inputs(part)).logits  # (b, K)
+            part_loss = shard_loss(config.task, logits, part, run.class_weight, total, acc.num_processes)
+            run.scaler.scale(part_loss / config.grad_accum).backward()
+        loss = part_loss.detach() if loss is None else loss + part_loss.detach()
     if step_ends:
         if config.grad_clip > 0:
             run.scaler.unscale_(run.optimizer)

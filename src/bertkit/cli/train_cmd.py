@@ -70,6 +70,10 @@ def _explicit(ctx, names) -> dict:
               help=f"Examples per batch (default: {_D['batch_size']}).")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
               help="Also cap a batch at this many padded tokens (default: no cap).")
+@click.option("--chunk-tokens", type=click.IntRange(min=0), default=None,
+              help="Run a batch of more padded tokens than this in parts, one after another: "
+                   "the same batch and gradient in less memory (the attention of long inputs "
+                   f"dominates it); 0 = never split (default: {_D['chunk_tokens']}).")
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
               help=f"Longest input in tokens, specials included; longer input is cut and counted "
                    f"(default: {_D['max_length']}, or the model's limit if lower).")
