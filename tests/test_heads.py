@@ -137,3 +137,19 @@ def test_training_with_the_mean_head_skips_the_cls_shortcut(tiny_model_dir, tmp_
     assert args["config"]["head"] == "mean" and args["cls_only_last_layer"] is False
     assert clf.model.config.bertkit_pooling == "mean"
     assert [p["label"] for p in clf.predict(["team won match", "blue sky sun"])] == ["a", "b"]
+
+
+def test_a_classifier_loaded_by_plain_transformers_gets_its_mean_head_back(mean_clf, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertkit.backends import load_backend
+
+    model, tok = mean_clf
+    model.save_pretrained(tmp_path / "saved")
+    enc = tok(TEXTS, padding=True, return_tensors="np")
+    with torch.no_grad():
+        want = model(**tok(TEXTS, padding=True, return_tensors="pt")).logits
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved").eval()
+    got = load_backend(plain, kind="classifier").forward(enc["input_ids"], enc["attention_mask"],
+                                                           enc["token_type_ids"])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -37,6 +37,10 @@ class TorchBackend(Backend):
         if kind == "classifier" and not is_classifier(net):
             raise InputError(f"kind='classifier' needs a sequence-classification model; got a "
                              f"{type(net).__name__}.")
+        if kind == "classifier":
+            from ..heads import restore_head
+
+            restore_head(net)  # loaded by plain transformers: a mean head is only in its config
         if kind == "encoder" and is_classifier(net):
             net = net.base_model  # the hidden states of a classifier are its encoder's
         if device is not None:
