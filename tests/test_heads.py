@@ -1,5 +1,5 @@
-"""The mean-pooled head (``head="mean"``): what it reads, that a saved folder loads with it
-through every path bertkit has (torch, ONNX), and when it is the default."""
+"""The mean-pooled head (``head="mean"``): what it reads, and that a saved folder loads with
+it through every path bertkit has (torch, ONNX, a model loaded by plain transformers)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import build_tiny_model
 
 from bertkit.errors import InputError
-from bertkit.heads import POOLING_KEY, apply_head, default_head, trained_with_mean_pooling
+from bertkit.heads import POOLING_KEY, apply_head, default_head
 from bertkit.models import load_model
-
-from conftest import build_tiny_model
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -84,32 +83,15 @@ def test_another_head_undoes_the_mean_head(mean_clf):
         torch.testing.assert_close(model(**enc).logits, model.classifier(torch.tanh(cls)))
 
 
-def _sentence_transformers_files(folder, mean: bool):
-    (folder / "1_Pooling").mkdir(parents=True)
-    (folder / "modules.json").write_text(json.dumps(
-        [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"pooling_mode_cls_token": not mean, "pooling_mode_mean_tokens": mean}))
-
-
-def test_default_head_is_mean_for_regression_on_a_mean_pooled_model(tmp_path, default_model_dir):
+def test_mean_is_an_option_never_the_default():
     from transformers import BertConfig, BertForSequenceClassification
 
     model = BertForSequenceClassification(BertConfig(
         vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=40, num_labels=1))
-    mean_dir, cls_dir, plain_dir = tmp_path / "mean", tmp_path / "cls", tmp_path / "plain"
-    _sentence_transformers_files(mean_dir, mean=True)
-    _sentence_transformers_files(cls_dir, mean=False)
-    plain_dir.mkdir()
-    assert trained_with_mean_pooling(mean_dir) and trained_with_mean_pooling(default_model_dir)
-    assert not trained_with_mean_pooling(cls_dir) and not trained_with_mean_pooling(plain_dir)
-    assert not trained_with_mean_pooling("bert-base-uncased")  # a Hub id: not read
-    assert default_head(model, task="regression", folder=mean_dir) == "mean"
-    assert default_head(model, task="regression", folder=cls_dir) == "linear"
-    assert default_head(model, task="regression", folder=plain_dir) == "linear"
-    assert default_head(model, task="classification", folder=mean_dir) == "linear"
+    assert default_head(model) == "linear"
+    with pytest.raises(InputError, match="'head' parameter must be one of linear, mlp, mean"):
+        apply_head(model, "max")
 
 
 def test_mean_head_needs_a_pooler_read_by_the_classifier():

@@ -20,8 +20,7 @@ and gives the same logits as bertkit, with no custom code and no ``trust_remote_
 ``mean``
     mean of the last layer's token vectors (padding left out) -> dropout -> output layer;
     BERT's pooler is not used. This is how sentence-embedding models such as the bundled
-    one were trained to be read, so it suits them where [CLS] is stale: on STS-B
-    (regression, benchmarks/README.md) it is the default for them (see
+    one were trained to be read (their [CLS] is stale); an option, not the default (see
     :func:`default_head`). Plain ``transformers`` has no such head: the folder's
     ``config.json`` records ``"bertkit_pooling": "mean"`` and bertkit's loader
     (:func:`bertkit.models.load_model`, so predict, evaluate, serve and the ONNX export)
@@ -68,39 +67,14 @@ def _bert_pooler(model):
     return None
 
 
-def trained_with_mean_pooling(folder) -> bool:
-    """True when ``folder`` is a sentence-transformers model whose pooling is the token mean
-    (its ``1_Pooling/config.json`` or the folder named in ``modules.json``)."""
-    import json
-    from pathlib import Path
+def default_head(model) -> str:
+    """``linear`` where the model's head allows it, else ``mlp`` (the model's own head).
 
-    if folder is None or not Path(folder).is_dir():
-        return False
-    root = Path(folder)
-    try:
-        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
-        paths = [m.get("path", "") for m in modules if "Pooling" in m.get("type", "")]
-        for sub in paths or ["1_Pooling"]:
-            cfg = json.loads((root / sub / "config.json").read_text(encoding="utf-8"))
-            return bool(cfg.get("pooling_mode_mean_tokens"))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return False
-    return False
-
-
-def default_head(model, *, task: str = "classification", folder=None) -> str:
-    """The head a run gets when none is given.
-
-    ``mean`` for regression on a model trained for mean-pooled sentence vectors (``folder``
-    is a sentence-transformers folder with mean pooling, as the bundled model is): its
-    [CLS] is stale and a score of two texts is what its mean vector was trained for; on
-    STS-B the mean head is the one that beats the model's own zero-shot cosine
-    (benchmarks/README.md). Otherwise ``linear`` where the model's head allows it, else
-    ``mlp`` (the model's own head). Classification keeps ``linear``: it was measured on
-    CoLA, SST-2, SNLI and AG News with it.
+    ``mean`` is never the default: on STS-B it scored 0.857 against 0.855 for ``linear``
+    (one run each, benchmarks/README.md), within the spread of seeds, while a linear head
+    keeps the folder loadable by plain ``transformers`` and lets training skip most of the
+    last layer (the [CLS]-only pass of :mod:`bertkit.train_fast`).
     """
-    if task == "regression" and _bert_pooler(model) is not None and trained_with_mean_pooling(folder):
-        return "mean"
     return "linear" if _hidden_layer(model) is not None else "mlp"
 
 

@@ -273,8 +273,7 @@ def _prepare_data(run: _Run, train, validation, label_names: list | None) -> Non
     run.say(_first_line(run, len(train), len(validation) if validation is not None else 0))
     _encode(run, train, validation)
     if run.config.head is None:
-        run.config = dataclasses.replace(run.config, head=default_head(
-            run.model, task=run.config.task, folder=run.resolved))
+        run.config = dataclasses.replace(run.config, head=default_head(run.model))
     apply_head(run.model, run.config.head)
     if run.config.task == "regression":
         start_at_mean(run.model, run.counts["mean"])

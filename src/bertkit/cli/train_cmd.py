@@ -89,9 +89,9 @@ def _explicit(ctx, names) -> dict:
 @aliased("--head-type", "head", aliases=("--head",), type=click.Choice(HEADS), default=None,
          help="The classifier head's shape. linear: one output layer on [CLS]; mlp: hidden "
               "layer + output on [CLS] (BERT's own head); mean: one output layer on the mean "
-              "of the token vectors (needs bertkit to load) (default: linear; mean for "
-              "--task regression on a mean-pooled sentence-embedding model such as the "
-              "bundled one; mlp for models whose head cannot be linear, e.g. DistilBERT).")
+              "of the token vectors, as sentence-embedding models are read (needs bertkit to "
+              "load) (default: linear; mlp for models whose head cannot be linear, e.g. "
+              "DistilBERT).")
 @click.option("--freeze-encoder", is_flag=True, default=None, help="Train the head only.")
 @click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default=None,
               help="auto: weight the loss by inverse class frequency (default: none).")
