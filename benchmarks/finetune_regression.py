@@ -9,6 +9,8 @@ Systems (all start from the bundled all-MiniLM-L6-v2):
                    --pair-column sentence2 --label-column score --task regression`` (CLI
                    defaults: 10 % of train held out to pick the epoch by Spearman), then
                    ``bertkit evaluate --input stsb/dev.tsv --json``, both as subprocesses;
+* ``bertkit-mean`` -- the same with ``--head-type mean`` (the output layer on the mean of the
+                   last layer's tokens, as the bundled model was trained to be read);
 * ``peer``      -- ``transformers.Trainer`` on a ``BertForSequenceClassification`` with
                    ``num_labels=1, problem_type="regression"`` (MSE), on all of train, with
                    ``train_sampling_strategy="group_by_length"`` (transformers 5.x; 4.x
@@ -68,15 +70,19 @@ def run_zero_shot(dev) -> dict:
     return {"dev": {k: m[k] for k in ("pearson", "spearman", "n")}, "wall_seconds": time.time() - t0}
 
 
-def run_bertkit() -> dict:
-    """The CLI, as a user types it (plus --output and --json)."""
+#: bertkit's rows: the CLI defaults, and the same with the head on the mean of the tokens
+BERTKIT_SYSTEMS = {"bertkit": (), "bertkit-mean": ("--head-type", "mean")}
+
+
+def run_bertkit(flags=()) -> dict:
+    """The CLI, as a user types it (plus --output, --json and ``flags``)."""
     cli = [sys.executable, "-m", "bertkit"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "stsb-model"
         t0 = time.time()
         train = subprocess.run(cli + ["train", "--train", str(TRAIN), *COLUMNS, "--task", "regression",
-                                      "--output", str(out), "--no-progress", "--json"],
+                                      "--output", str(out), "--no-progress", "--json", *flags],
                                capture_output=True, text=True, env=env)
         wall = time.time() - t0
         if train.returncode:
@@ -163,7 +169,7 @@ def table() -> str:
              f"CPU: {data.get('cpu', '?')}, torch threads {data.get('threads', '?')}", "",
              "| system | lr, epochs | trained on | dev Pearson | dev Spearman | dev MSE | wall s | train examples/s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name in ("zero-shot", "bertkit", "peer"):
+    for name in ("zero-shot", *BERTKIT_SYSTEMS, "peer"):
         r = data["runs"].get(name)
         if r is None:
             continue
@@ -177,7 +183,7 @@ def table() -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--systems", default="zero-shot,bertkit,peer")
+    p.add_argument("--systems", default="zero-shot,bertkit,bertkit-mean,peer")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--table", action="store_true", help="print the recorded table and stop")
     args = p.parse_args(argv)
@@ -199,8 +205,8 @@ def main(argv=None) -> None:
         env, t0 = environment(threads), time.time()
         if system == "zero-shot":
             r = run_zero_shot(dev)
-        elif system == "bertkit":
-            r = run_bertkit()
+        elif system in BERTKIT_SYSTEMS:
+            r = run_bertkit(BERTKIT_SYSTEMS[system])
         elif system == "peer":
             r = run_peer(train, dev, epochs=TrainConfig().epochs)
         else:
