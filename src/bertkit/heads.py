@@ -1,7 +1,7 @@
-"""Classification heads that stay loadable by plain ``transformers``.
+"""Classification heads: two that stay loadable by plain ``transformers``, and one that needs bertkit.
 
-Both heads are built inside the model's own ``AutoModelForSequenceClassification`` class,
-so a trained folder loads with ``AutoModelForSequenceClassification.from_pretrained(DIR)``
+``linear`` and ``mlp`` are built inside the model's own ``AutoModelForSequenceClassification``
+class, so a trained folder loads with ``AutoModelForSequenceClassification.from_pretrained(DIR)``
 and gives the same logits as bertkit, with no custom code and no ``trust_remote_code``:
 
 ``linear`` (default)
