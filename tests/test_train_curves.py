@@ -222,3 +222,23 @@ def test_refit_resumes_in_pass_two(tiny_model_dir, tmp_path):
                        for row in r.training_result["history"]]
     assert strip(resumed) == strip(whole) and resumed.training_result["metrics"] == whole.training_result["metrics"]
     assert resumed.predict_proba(["the sun"]).tolist() == whole.predict_proba(["the sun"]).tolist()
+
+
+def test_lr_find_runs_long_batches_in_parts_like_training(tiny_model_dir, monkeypatch):
+    from bertkit import batching
+
+    sizes = []
+    real_split = batching.split_rows
+
+    def counting_split(batch, max_tokens):
+        parts = real_split(batch, max_tokens)
+        sizes.append((max_tokens, len(parts)))
+        return parts
+
+    monkeypatch.setattr(batching, "split_rows", counting_split)
+    found = Classifier.lr_find(TOPICS, model=tiny_model_dir, batch_size=8, device="cpu", precision="fp32",
+                               num_steps=12, chunk_tokens=20, verbose=False)
+    assert sizes and all(budget == 20 for budget, _ in sizes) and max(n for _, n in sizes) >= 3
+    assert found["n_steps"] == 12 and all(np.isfinite(found["losses"]))
+    # the first steps barely move the weights (lr ~1e-7): the loss of an untrained 3-class head
+    assert abs(found["losses"][0] - np.log(3)) < 0.3

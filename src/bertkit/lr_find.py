@@ -21,6 +21,7 @@ Nothing is written but the plot: the model is trained in memory and dropped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Callable
@@ -61,7 +62,7 @@ def range_test(train, config, *, plot, start_lr: float = 1e-7, end_lr: float = 1
     import torch
     import torch.nn.functional as F
 
-    from .batching import LengthGroupedBatches, model_inputs
+    from .batching import LengthGroupedBatches, model_inputs, split_rows
     from .errors import InputError
     from .train import _make_accelerator, _prepare_data, _Run, _silent
     from .train_config import make_optimizer, step_seed
@@ -102,9 +103,15 @@ def range_test(train, config, *, plot, start_lr: float = 1e-7, end_lr: float = 1
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(step_seed(cfg.seed, i, acc.process_index))
-            logits = model(**model_inputs(batch)).logits
-            loss = task_loss(cfg.task, logits, batch["labels"])  # (), the run's own loss
-            acc.backward(loss)
+            parts = split_rows(batch, cfg.chunk_tokens)  # long batches in parts, as training runs them
+            loss = 0.0
+            for k, part in enumerate(parts):
+                with contextlib.nullcontext() if k == len(parts) - 1 else acc.no_sync(model):
+                    logits = model(**model_inputs(part)).logits
+                    # the run's own loss, (): the batch mean, summed over its parts
+                    part_loss = task_loss(cfg.task, logits, part["labels"], reduction="none").sum() / len(batch["labels"])
+                    acc.backward(part_loss)
+                loss = loss + part_loss.detach()
             if cfg.grad_clip > 0:
                 acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
