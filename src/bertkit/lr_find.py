@@ -60,7 +60,6 @@ def range_test(train, config, *, plot, start_lr: float = 1e-7, end_lr: float = 1
     ``default_lr`` (what training would use without --lr) and ``plot``.
     """
     import torch
-    import torch.nn.functional as F
 
     from .batching import LengthGroupedBatches, model_inputs, split_rows
     from .errors import InputError
