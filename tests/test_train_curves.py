@@ -224,7 +224,7 @@ def test_refit_resumes_in_pass_two(tiny_model_dir, tmp_path):
     assert resumed.predict_proba(["the sun"]).tolist() == whole.predict_proba(["the sun"]).tolist()
 
 
-def test_lr_find_runs_long_batches_in_parts_like_training(tiny_model_dir, monkeypatch):
+def test_lr_find_runs_long_batches_in_parts_like_training(tiny_model_dir, tmp_path, monkeypatch):
     from bertkit import batching
 
     sizes = []
@@ -236,8 +236,8 @@ def test_lr_find_runs_long_batches_in_parts_like_training(tiny_model_dir, monkey
         return parts
 
     monkeypatch.setattr(batching, "split_rows", counting_split)
-    found = Classifier.lr_find(TOPICS, model=tiny_model_dir, batch_size=8, device="cpu", precision="fp32",
-                               num_steps=12, chunk_tokens=20, verbose=False)
+    found = Classifier.lr_find(TOPICS, plot=tmp_path / "lr.png", model=tiny_model_dir, batch_size=8,
+                               device="cpu", precision="fp32", num_steps=12, chunk_tokens=20, verbose=False)
     assert sizes and all(budget == 20 for budget, _ in sizes) and max(n for _, n in sizes) >= 3
     assert found["n_steps"] == 12 and all(np.isfinite(found["losses"]))
     # the first steps barely move the weights (lr ~1e-7): the loss of an untrained 3-class head
