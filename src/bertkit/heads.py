@@ -70,8 +70,8 @@ def _bert_pooler(model):
 def default_head(model) -> str:
     """``linear`` where the model's head allows it, else ``mlp`` (the model's own head).
 
-    ``mean`` is never the default: on STS-B it scored 0.857 against 0.855 for ``linear``
-    (one run each, benchmarks/README.md), within the spread of seeds, while a linear head
+    ``mean`` is never the default: on STS-B it scored 0.856 against 0.853 for ``linear``
+    (one run each, benchmarks/README.md), about the difference dropout draws alone make, while a linear head
     keeps the folder loadable by plain ``transformers`` and lets training skip most of the
     last layer (the [CLS]-only pass of :mod:`bertkit.train_fast`).
     """
