@@ -45,25 +45,23 @@ HEADS = ("linear", "mlp", "mean")
 POOLING_KEY = "bertkit_pooling"
 
 
-def _hidden_layer(model):
-    """The dense layer between [CLS] and the output layer (followed by tanh), or None."""
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    pooler = getattr(base, "pooler", None)
-    if pooler is not None and hasattr(pooler, "dense") and hasattr(model, "classifier") \
-            and hasattr(model.classifier, "weight"):
-        return pooler.dense  # BERT: pooler (dense + tanh) -> classifier
-    head = getattr(model, "classifier", None)
-    if head is not None and hasattr(head, "dense") and hasattr(head, "out_proj"):
-        return head.dense  # RoBERTa-style: dense + tanh -> out_proj
-    return None
-
-
 def _bert_pooler(model):
     """BERT's pooler when the classifier reads the base model's ``pooler_output``, else None."""
     base = getattr(model, getattr(model, "base_model_prefix", ""), None)
     pooler = getattr(base, "pooler", None)
     if pooler is not None and hasattr(model, "classifier") and hasattr(model.classifier, "weight"):
         return pooler
+    return None
+
+
+def _hidden_layer(model):
+    """The dense layer between [CLS] and the output layer (followed by tanh), or None."""
+    pooler = _bert_pooler(model)
+    if pooler is not None and hasattr(pooler, "dense"):
+        return pooler.dense  # BERT: pooler (dense + tanh) -> classifier
+    head = getattr(model, "classifier", None)
+    if head is not None and hasattr(head, "dense") and hasattr(head, "out_proj"):
+        return head.dense  # RoBERTa-style: dense + tanh -> out_proj
     return None
 
 
