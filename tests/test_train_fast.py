@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertkit.train_fast import cls_only_last_layer, undo_cls_only
+from bertkit.train_fast import SparseWordGrad, cls_only_last_layer, sparse_word_grad, undo_cls_only
 
 from conftest import build_tiny_model
 
@@ -83,6 +83,81 @@ def test_training_uses_it_and_hands_back_the_plain_model(tiny_model_dir, tmp_pat
                            lr=5e-4, precision="fp32", device="cpu", verbose=False)
     args = json.loads((tmp_path / "out" / "training_args.json").read_text())
     assert args["cls_only_last_layer"] is True
+    assert args["sparse_word_grad"] is True
+
+
+# ------------------------------------------------------------------ word-embedding gradient by rows
+
+
+def _dense_step(model, batch, labels, max_norm):
+    """Gradients and total norm of the plain path: dense backward, clip_grad_norm_."""
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(**batch).logits, labels).backward()
+    total = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _sparse_step(model, rows, batch, labels, max_norm):
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(**batch).logits, labels).backward()
+    assert model.bert.embeddings.word_embeddings.weight.grad.is_sparse
+    rows.densify()
+    total = rows.clip(list(model.parameters()), max_norm)
+    return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_rows_give_the_dense_gradient_and_clipping(tmp_path):
+    model = _classifier(tmp_path)  # no dropout: both passes are deterministic
+    model.train()
+    first = _batch()
+    first["input_ids"][1, :4] = 7  # a token id used several times: its rows are summed
+    second = _batch()
+    second["input_ids"] = (second["input_ids"] * 3) % 59 + 1  # other rows than the first batch's
+    labels = torch.tensor([0, 1, 2, 1])
+    for max_norm in (1e-3, 1e3):  # clipping scales, and clipping leaves alone
+        dense = [_dense_step(model, b, labels, max_norm) for b in (first, second)]
+        rows = SparseWordGrad(model.bert.embeddings.word_embeddings)
+        sparse = [_sparse_step(model, rows, b, labels, max_norm) for b in (first, second)]
+        rows.undo()
+        assert not model.bert.embeddings.word_embeddings.sparse
+        for (d_total, d_grads), (s_total, s_grads) in zip(dense, sparse):
+            torch.testing.assert_close(s_total, d_total, rtol=1e-5, atol=1e-7)
+            assert set(s_grads) == set(d_grads)
+            for name, g in d_grads.items():
+                # the second step's buffer holds no row of the first step's
+                torch.testing.assert_close(s_grads[name], g, rtol=1e-5, atol=1e-9, msg=name)
+
+
+def test_rows_apply_to_one_process_and_untied_embeddings_only(tmp_path):
+    from transformers import BertForMaskedLM
+
+    model = _classifier(tmp_path)
+    assert sparse_word_grad(model, num_processes=2) is None  # DDP would exchange a sparse tensor
+    tied = BertForMaskedLM.from_pretrained(build_tiny_model(tmp_path / "lm"))
+    assert sparse_word_grad(tied) is None  # the output layer shares the weight
+    assert not tied.bert.embeddings.word_embeddings.sparse
+    rows = sparse_word_grad(model)
+    assert rows is not None and model.bert.embeddings.word_embeddings.sparse
+
+
+def test_training_with_rows_matches_dense_training(tiny_model_dir, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from bertkit import Classifier
+    import bertkit.train_fast as train_fast
+
+    topics = Path(__file__).parent / "fixtures" / "train_topics.csv"
+    options = dict(model=tiny_model_dir, epochs=2, batch_size=8, lr=5e-4, precision="fp32", device="cpu",
+                   verbose=False, seed=3)
+    Classifier.train(topics, output=tmp_path / "rows", **options)
+    monkeypatch.setattr(train_fast, "sparse_word_grad", lambda model, num_processes=1: None)
+    Classifier.train(topics, output=tmp_path / "dense", **options)
+    args = [json.loads((tmp_path / d / "training_args.json").read_text()) for d in ("rows", "dense")]
+    assert [a["sparse_word_grad"] for a in args] == [True, False]
+    rows, dense = (load_file(tmp_path / d / "model.safetensors") for d in ("rows", "dense"))
+    assert set(rows) == set(dense)
+    for name in dense:  # same maths; only the order of float sums differs
+        torch.testing.assert_close(rows[name], dense[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
 _FAULTS = """
@@ -122,3 +197,82 @@ def test_large_blocks_are_reused_without_page_faults():
 
     assert faults("reuse") < 1000
     assert faults("default") > 5000  # ~10,700 pages
+
+
+# ------------------------------------------------------------------ dropout masks
+
+
+def test_masks_drop_at_the_rate_asked_in_both_halves_and_follow_the_seed():
+    from bertkit.train_fast import _keep_mask
+
+    torch.manual_seed(0)
+    keep = _keep_mask((1000, 1001), 0.1)  # odd size: the last draw is half used
+    assert keep.shape == (1000, 1001) and keep.dtype == torch.bool
+    flat = keep.view(-1)[:1_000_000].view(-1, 2).float()
+    dropped = 1 - flat.mean(dim=0)  # the 16-bit and the 15-bit halves of the draws
+    assert torch.allclose(dropped, torch.tensor([0.1, 0.1]), atol=0.002), dropped
+    # neighbours are not correlated (the two halves of one draw)
+    assert abs(torch.corrcoef(flat.T)[0, 1]) < 0.005
+    torch.manual_seed(0)
+    assert torch.equal(_keep_mask((1000, 1001), 0.1), keep)
+    for p in (0.25, 0.5):
+        assert abs((1 - _keep_mask((400_000,), p).float().mean()) - p) < 0.003
+
+
+def test_fast_dropout_is_dropout_maths():
+    from bertkit.train_fast import _keep_mask, fast_dropout
+
+    x = torch.randn(6, 7, requires_grad=True)
+    assert fast_dropout(x, 0.1, training=False) is x and fast_dropout(x, 0.0) is x
+    torch.manual_seed(5)
+    y = fast_dropout(x, 0.2)
+    torch.manual_seed(5)
+    keep = _keep_mask(x.shape, 0.2)
+    torch.testing.assert_close(y, x.detach() * keep / 0.8)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, keep.float() / 0.8)
+
+
+def test_attention_drops_probabilities_and_eval_runs_the_models_own_pass(tmp_path, monkeypatch):
+    import bertkit.train_fast as train_fast
+    from bertkit.train_fast import undo_fast_dropout, use_fast_dropout
+
+    model = _classifier(tmp_path, dropout=0.1)
+    batch = _batch()
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).logits
+    assert use_fast_dropout(model)
+    assert model.config._attn_implementation == "bertkit_fast_dropout_sdpa"
+    assert type(model.dropout).__name__ == "FastDropout" and model.dropout.p == 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, before)  # eval: the model's own pass
+
+    # training: softmax(q k^T * s + mask) with the drawn mask applied, then times v
+    layer = model.bert.encoder.layer[0].attention.self
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(4, 2, 5, 16, generator=gen) for _ in range(3))
+    mask = torch.ones(4, 1, 5, 5, dtype=torch.bool)
+    mask[1, ..., 3:] = False
+    fixed = torch.rand(4, 2, 5, 5, generator=gen) > 0.3
+    monkeypatch.setattr(train_fast, "_keep_mask", lambda shape, p: fixed)
+    out, _ = train_fast._attention(layer, q, k, v, mask, dropout=0.3, scaling=0.25)
+    scores = (q @ k.transpose(-1, -2) * 0.25).masked_fill(~mask, torch.finfo(q.dtype).min)
+    expected = (torch.softmax(scores, -1) * fixed / 0.7) @ v
+    torch.testing.assert_close(out, expected.transpose(1, 2))
+    monkeypatch.undo()
+
+    model.train()
+    torch.manual_seed(9)
+    a = model(**batch).logits
+    torch.manual_seed(9)
+    b = model(**batch).logits
+    torch.testing.assert_close(a, b)  # seeded: the same masks
+    a.sum().backward()
+    assert all(p.grad is not None for p in model.bert.encoder.parameters())
+    undo_fast_dropout(model)
+    assert model.config._attn_implementation == "sdpa" and type(model.dropout) is torch.nn.Dropout
+    assert not any("_bertkit_attention" in vars(m) for m in model.modules())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, before)

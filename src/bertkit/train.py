@@ -126,6 +126,8 @@ class _Run:
     example_weight: Any = None  # (N,) float64: each training example's loss weight
     run_info: dict = field(default_factory=dict)  # run.json and training_args.json
     cls_only: bool = False    # the last layer computes the [CLS] row only (train_fast)
+    sparse_grad: Any = None   # train_fast.SparseWordGrad: word-embedding gradient by rows, or None
+    fast_dropout: bool = False  # dropout masks from train_fast.fast_dropout
     state: TrainState = field(default_factory=TrainState)
 
     @property
@@ -364,6 +366,7 @@ def _build(run: _Run, data_info: dict | None) -> None:
     import numpy as np
     import torch
 
+    from .train_fast import sparse_word_grad, use_fast_dropout
     from .train_loop import _Collate, _Examples
 
     config, acc, model = run.config, run.accelerator, run.model
@@ -379,6 +382,10 @@ def _build(run: _Run, data_info: dict | None) -> None:
     total_steps = sum(-(-b // config.grad_accum) for b in batches_per_epoch)
     warmup_steps = int(config.warmup_ratio * total_steps)
 
+    # the word-embedding gradient as the rows each batch used (same maths; train_fast)
+    run.sparse_grad = sparse_word_grad(model, acc.num_processes)
+    # dropout masks drawn two per random draw (same rates; train_fast)
+    run.fast_dropout = use_fast_dropout(model)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     run.model = acc.prepare(model)  # on the device; wrapped in DDP under several processes
@@ -411,6 +418,7 @@ def _build(run: _Run, data_info: dict | None) -> None:
                         "validation": run.enc_val.n_truncated if run.enc_val is not None else 0},
         "precision": run.precision, "num_processes": acc.num_processes,
         "total_steps": total_steps, "warmup_steps": warmup_steps, "cls_only_last_layer": run.cls_only,
+        "sparse_word_grad": run.sparse_grad is not None, "fast_dropout": run.fast_dropout,
     }
 
 
@@ -465,10 +473,13 @@ def _check_processes(run: _Run) -> None:
 def _finish(run: _Run, started: float) -> dict:
     """Export the kept model, tokenizer, arguments, metrics, stats and plots; drop the
     checkpoints; return the run's result (see :func:`fine_tune`)."""
-    from .train_fast import undo_cls_only
+    from .train_fast import undo_cls_only, undo_fast_dropout
 
     state, out, acc = run.state, run.out, run.accelerator
     undo_cls_only(acc.unwrap_model(run.model))  # the model handed back runs as loaded
+    undo_fast_dropout(acc.unwrap_model(run.model))
+    if run.sparse_grad is not None:
+        run.sparse_grad.undo()
     result = {"output": str(out), "metric": run.metric, "history": state.history,
               "best_epoch": state.best_epoch, "best_step": state.best_step, "metrics": state.best_metrics,
               "steps": state.step_log,

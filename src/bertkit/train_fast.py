@@ -1,4 +1,15 @@
-"""Training a [CLS] classifier without the last layer's work on the other tokens.
+"""Training-step work that a classifier does not need, cut without changing the maths.
+
+Three paths, each checked against the plain Hugging Face step in tests/test_train_fast.py
+and measured in ``benchmarks/train_step.py``; ``bertkit train`` turns on each that applies
+and records which in training_args.json, and the model handed back runs as loaded:
+
+* :func:`cls_only_last_layer` -- the last layer computes the [CLS] row only (below);
+* :func:`sparse_word_grad` -- the word-embedding gradient as the rows a batch used
+  (:class:`SparseWordGrad`);
+* :func:`use_fast_dropout` -- dropout masks drawn two per random number (:func:`fast_dropout`).
+
+[CLS]-only last layer.
 
 A sequence classifier reads only the [CLS] row of the last layer (BERT's pooler takes
 ``hidden_states[:, 0]``), so in the last layer the other T-1 rows matter only as keys and
@@ -153,3 +164,290 @@ def reuse_large_blocks(mmap_mb: int = 64, trim_mb: int = 128) -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_mb << 20) and libc.mallopt(_M_TRIM_THRESHOLD, trim_mb << 20))
     except (OSError, AttributeError):
         return False
+
+
+class SparseWordGrad:
+    """The word-embedding gradient as the rows a batch used, not a dense (V, H) matrix.
+
+    A batch of B x T tokens touches at most B*T of the V rows of the word-embedding matrix
+    (30,522 for the BERT vocabulary), yet PyTorch's dense embedding backward allocates and
+    zero-fills all V x H floats every step (47 MB for the bundled model), and gradient
+    clipping then reads them all again for the norm and scales them. Here the embedding
+    runs with ``sparse=True`` (autograd returns the used rows only); after the backward
+    pass :meth:`densify` writes those rows into one dense buffer that lives for the whole
+    run (the previous step's rows are zeroed first, so the buffer is exactly the dense
+    gradient) and :meth:`clip` is ``clip_grad_norm_`` with the embedding's norm and scaling
+    taken over the used rows only. AdamW then reads the same dense gradient as before:
+    the maths of the step is unchanged (the sums run in another order, so the last bits of
+    a float may differ). Measured on a CoLA-length step: see benchmarks/README.md.
+
+    Single process only (under DDP the gradient exchange would see a sparse tensor), and
+    only for an ``nn.Embedding`` whose weight no other module shares (an untied
+    classifier); :func:`sparse_word_grad` returns None otherwise.
+    """
+
+    def __init__(self, embedding):
+        self.embedding = embedding
+        self.weight = embedding.weight
+        self.buffer = None  # (V, H), allocated at the first step
+        self.rows = None    # rows written into the buffer by the last densify, (n,)
+        embedding.sparse = True
+
+    def densify(self) -> None:
+        """Turn the weight's sparse gradient (summed over the step's batches) into the dense
+        buffer; a no-op when the weight has no gradient (a frozen encoder)."""
+        import torch
+
+        grad = self.weight.grad
+        if grad is None or not grad.is_sparse:
+            self.rows = None
+            return
+        grad = grad.coalesce()  # one row per used token id, duplicates summed
+        rows, values = grad.indices()[0], grad.values()  # (n,), (n, H)
+        if self.buffer is None:
+            self.buffer = torch.zeros_like(self.weight)
+        elif self.rows is not None:
+            self.buffer.index_fill_(0, self.rows, 0.0)
+        self.buffer.index_copy_(0, rows, values)
+        self.rows = rows
+        self.weight.grad = self.buffer
+
+    def clip(self, parameters, max_norm: float):
+        """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)`` after :meth:`densify`:
+        the total 2-norm of all gradients, and every gradient scaled by
+        ``min(1, max_norm / (norm + 1e-6))``; the embedding's part over its used rows.
+        Returns the total norm, shape ()."""
+        import torch
+
+        grads = [p.grad for p in parameters if p.grad is not None and p is not self.weight]
+        norms = [torch.linalg.vector_norm(g) for g in grads]
+        if self.rows is not None:  # read back from the buffer: a GradScaler may have unscaled it
+            norms.append(torch.linalg.vector_norm(self.buffer.index_select(0, self.rows)))
+        if not norms:
+            return torch.tensor(0.0)
+        total = torch.linalg.vector_norm(torch.stack(norms))
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef)
+        if self.rows is not None:
+            self.buffer[self.rows] = self.buffer[self.rows] * coef
+        return total
+
+    def undo(self) -> None:
+        """The embedding back to dense gradients (the model handed back runs as loaded)."""
+        self.embedding.sparse = False
+        self.buffer = self.rows = None
+
+
+def sparse_word_grad(model, num_processes: int = 1):
+    """A :class:`SparseWordGrad` for ``model``'s input embedding, or None where it does not
+    apply: several processes, no ``nn.Embedding`` input, or a weight that another module
+    shares (tied to an output layer)."""
+    import torch
+
+    if num_processes != 1:
+        return None
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if type(embedding) is not torch.nn.Embedding or embedding.max_norm is not None:
+        return None
+    shared = [name for name, p in model.named_parameters(remove_duplicate=False) if p is embedding.weight]
+    if len(shared) != 1:
+        return None
+    return SparseWordGrad(embedding)
+
+
+# ------------------------------------------------------------------------ dropout masks
+#
+# On a CPU, PyTorch draws each dropout mask element with its own Bernoulli sample from the
+# Mersenne Twister (torch.bernoulli_), ~6 ns an element on one core: 20 masks a step for
+# a 6-layer BERT, and the attention-probability masks grow with the square of the length.
+# One 32-bit draw gives two mask elements here: its low 16 bits and its next 15 (torch's
+# int32 random_ is uniform on [0, 2**31)), each compared with a threshold. Drop rate: the
+# nearest multiple of 2**-15 to p (0.1 -> 0.1000061), kept elements scaled by 1 / (1 - p)
+# as torch does; masks come from torch's default generator, so seeding works as before.
+
+
+def _keep_mask(shape, p: float):
+    """A bool mask of ``shape``, each element False with probability ~``p`` (see above)."""
+    import sys
+
+    import torch
+
+    n = 1
+    for size in shape:
+        n *= size
+    draws = torch.empty((n + 1) // 2, dtype=torch.int32).random_()   # uniform on [0, 2**31)
+    halves = draws.view(torch.int16).view(-1, 2)  # a full 16-bit half and a 15-bit half each
+    k = round(p * 32768)  # dropped values out of 32768
+    low, high = -32768 + 2 * k, k  # the low half is uniform on [-32768, 32768), the high on [0, 32768)
+    limits = (low, high) if sys.byteorder == "little" else (high, low)
+    keep = halves >= torch.tensor(limits, dtype=torch.int16)  # (n', 2)
+    return keep.view(-1)[:n].view(shape)
+
+
+def _dropout_function():
+    import torch
+
+    class FastDropoutFunction(torch.autograd.Function):
+        """``x * keep * (1 / (1 - p))``; the backward scales the gradient by the same mask
+        (torch's native_dropout maths, with a bool mask saved instead of a float one)."""
+
+        @staticmethod
+        def forward(ctx, x, p):
+            keep = _keep_mask(x.shape, p)
+            scale = 1.0 / (1.0 - p)
+            ctx.save_for_backward(keep)
+            ctx.scale = scale
+            return x.mul(keep).mul_(scale)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (keep,) = ctx.saved_tensors
+            return grad.mul(keep).mul_(ctx.scale), None
+
+    return FastDropoutFunction
+
+
+_FUNCTION = None
+
+
+def fast_dropout(x, p: float, training: bool = True):
+    """``torch.nn.functional.dropout(x, p, training)`` with the masks drawn as above."""
+    global _FUNCTION
+    if not training or p == 0.0:
+        return x
+    if not 0.0 < p < 1.0:
+        import torch.nn.functional as F
+
+        return F.dropout(x, p, training)
+    if _FUNCTION is None:
+        _FUNCTION = _dropout_function()
+    return _FUNCTION.apply(x, p)
+
+
+_MODULE = None
+
+
+def _fast_dropout_module():
+    """The ``FastDropout`` class: ``nn.Dropout`` drawing its masks with :func:`fast_dropout`
+    (same ``p``); a model's dropout layers are switched to it by class, and back."""
+    global _MODULE
+    if _MODULE is None:
+        import torch
+
+        class FastDropout(torch.nn.Dropout):
+            def forward(self, x):
+                if self.inplace:  # not used by the models here; keep torch's own
+                    return super().forward(x)
+                return fast_dropout(x, self.p, self.training)
+
+        _MODULE = FastDropout
+    return _MODULE
+
+
+_ATTENTION = "bertkit_fast_dropout"  # + "_sdpa" or "_eager", the implementation it falls back on
+
+
+def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """Attention with its probabilities dropped by :func:`fast_dropout` while training;
+    any other case goes to the model's own implementation (``module._bertkit_attention``).
+    The maths of PyTorch's SDPA math path: softmax(q k^T * scaling + mask) v."""
+    import torch
+
+    own = module._bertkit_attention
+    plain = (dropout == 0.0 or kwargs.get("is_causal") or getattr(module, "is_causal", False)
+             or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
+             or getattr(module, "num_key_value_groups", 1) != 1 or kwargs.get("output_attentions"))
+    if plain:
+        return own(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, h, Tq, Tk)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None  # (B, Tq, h, d)
+
+
+def use_fast_dropout(model) -> bool:
+    """Draw ``model``'s dropout masks with :func:`fast_dropout` while it trains: every
+    ``nn.Dropout`` becomes a :class:`FastDropout` (same ``p``) and the attention
+    probabilities are dropped by :func:`_attention`. Only for models whose attention goes
+    through Hugging Face's attention interface with ``sdpa`` or ``eager`` (BERT and its
+    kin in transformers 5.x); returns False and changes nothing otherwise. Undone by
+    :func:`undo_fast_dropout`. Eval mode (validation, export) runs the model's own pass."""
+    import torch
+
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    except ImportError:  # pragma: no cover - an old transformers
+        return False
+    config = model.config
+    own = getattr(config, "_attn_implementation", None)
+    if own not in ("sdpa", "eager") or getattr(config, "is_decoder", False):
+        return False
+    if own == "sdpa":
+        own_fn = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    else:
+        from transformers.models.bert.modeling_bert import eager_attention_forward as own_fn
+    name = f"{_ATTENTION}_{own}"
+    AttentionInterface.register(name, _attention)
+    # the masks the model builds for its own implementation (transformers builds none for
+    # a name it has no mask function for: padding would be attended to)
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[own])
+    fast = _fast_dropout_module()
+    for module in model.modules():
+        if type(module) is torch.nn.Dropout:
+            module.__class__ = fast
+        elif getattr(module, "config", None) is config:  # the modules that call the attention
+            module._bertkit_attention = own_fn
+    model._bertkit_own_attention = own
+    ok = _same_eval_logits(model, lambda: setattr(config, "_attn_implementation", name))
+    if not ok:
+        undo_fast_dropout(model)
+    return ok
+
+
+def _same_eval_logits(model, change) -> bool:
+    """Whether ``model``'s eval-mode output on a random batch with padding is the same
+    (rtol 1e-4, atol 1e-5) before and after ``change()`` (a check that the changed model
+    still builds its masks and calls its attention as before)."""
+    import torch
+
+    was_training = model.training
+    try:
+        model.eval()
+        gen = torch.Generator().manual_seed(0)
+        device = next(model.parameters()).device
+        ids = torch.randint(1, model.config.vocab_size, (3, 9), generator=gen).to(device)
+        mask = torch.ones_like(ids)
+        mask[1, 5:] = 0  # padding, so the mask path is checked too
+        with torch.no_grad():
+            before = model(input_ids=ids, attention_mask=mask)[0]
+            change()
+            after = model(input_ids=ids, attention_mask=mask)[0]
+        return after.shape == before.shape and torch.allclose(after, before, rtol=1e-4, atol=1e-5)
+    except Exception:  # an attribute a newer transformers renamed: keep the model's own pass
+        return False
+    finally:
+        model.train(was_training)
+
+
+def undo_fast_dropout(model) -> None:
+    """Give ``model`` back its own dropout and attention (no-op if not changed)."""
+    import torch
+
+    own = getattr(model, "_bertkit_own_attention", None)
+    if own is None:
+        return
+    model.config._attn_implementation = own
+    del model._bertkit_own_attention
+    for module in model.modules():
+        if _MODULE is not None and type(module) is _MODULE:
+            module.__class__ = torch.nn.Dropout
+        module.__dict__.pop("_bertkit_attention", None)

@@ -188,9 +188,14 @@ def train_step(run, batch: dict) -> torch.Tensor:
             run.scaler.scale(part_loss / config.grad_accum).backward()
         loss = part_loss.detach() if loss is None else loss + part_loss.detach()
     if step_ends:
+        if run.sparse_grad is not None:  # the word-embedding rows into their dense gradient
+            run.sparse_grad.densify()
         if config.grad_clip > 0:
             run.scaler.unscale_(run.optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if run.sparse_grad is not None:
+                run.sparse_grad.clip(model.parameters(), config.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         scale = run.scaler.get_scale()
         run.scaler.step(run.optimizer)
         run.scaler.update()
