@@ -231,6 +231,11 @@ def test_fast_dropout_is_dropout_maths():
     torch.testing.assert_close(y, x.detach() * keep / 0.8)
     y.sum().backward()
     torch.testing.assert_close(x.grad, keep.float() / 0.8)
+    low = x.detach().bfloat16()  # bf16: the scale is not rounded into a bf16 mask
+    torch.manual_seed(5)
+    y = fast_dropout(low, 0.2)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, (low * keep).mul_(1 / 0.8))
 
 
 def test_attention_drops_probabilities_and_eval_runs_the_models_own_pass(tmp_path, monkeypatch):

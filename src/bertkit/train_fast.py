@@ -261,49 +261,50 @@ def sparse_word_grad(model, num_processes: int = 1):
 # On a CPU, PyTorch draws each dropout mask element with its own Bernoulli sample from the
 # Mersenne Twister (torch.bernoulli_), ~6 ns an element on one core: 20 masks a step for
 # a 6-layer BERT, and the attention-probability masks grow with the square of the length.
-# One 32-bit draw gives two mask elements here: its low 16 bits and its next 15 (torch's
-# int32 random_ is uniform on [0, 2**31)), each compared with a threshold. Drop rate: the
-# nearest multiple of 2**-15 to p (0.1 -> 0.1000061), kept elements scaled by 1 / (1 - p)
-# as torch does; masks come from torch's default generator, so seeding works as before.
+# One 32-bit draw gives two mask elements here: its two 16-bit halves, each cut to 15
+# uniform bits (torch's int32 random_ is uniform on [0, 2**31)) and compared with one
+# threshold. Drop rate: the nearest multiple of 2**-15 to p (0.1 -> 0.1000061); kept
+# elements are scaled by 1 / (1 - p) and the backward uses the same float mask, as torch's
+# native_dropout does; masks come from torch's default generator, so seeding works as before.
 
 
 def _keep_mask(shape, p: float):
     """A bool mask of ``shape``, each element False with probability ~``p`` (see above)."""
-    import sys
-
     import torch
 
     n = 1
     for size in shape:
         n *= size
     draws = torch.empty((n + 1) // 2, dtype=torch.int32).random_()   # uniform on [0, 2**31)
-    halves = draws.view(torch.int16).view(-1, 2)  # a full 16-bit half and a 15-bit half each
-    k = round(p * 32768)  # dropped values out of 32768
-    low, high = -32768 + 2 * k, k  # the low half is uniform on [-32768, 32768), the high on [0, 32768)
-    limits = (low, high) if sys.byteorder == "little" else (high, low)
-    keep = halves >= torch.tensor(limits, dtype=torch.int16)  # (n', 2)
-    return keep.view(-1)[:n].view(shape)
+    halves = torch.bitwise_and(draws.view(torch.int16), 0x7FFF)       # 2 per draw, 15 bits each
+    return (halves >= round(p * 32768))[:n].view(shape)
 
 
 def _dropout_function():
     import torch
 
     class FastDropoutFunction(torch.autograd.Function):
-        """``x * keep * (1 / (1 - p))``; the backward scales the gradient by the same mask
-        (torch's native_dropout maths, with a bool mask saved instead of a float one)."""
+        """``x * keep / (1 - p)``; the backward multiplies the gradient by the same mask
+        (torch's native_dropout maths)."""
 
         @staticmethod
         def forward(ctx, x, p):
-            keep = _keep_mask(x.shape, p)
             scale = 1.0 / (1.0 - p)
-            ctx.save_for_backward(keep)
-            ctx.scale = scale
-            return x.mul(keep).mul_(scale)
+            # fp32: the scale folded into the mask; bf16/fp16 would round it (1.111 -> 1.109),
+            # so there the 0/1 mask and the scale go separately, as in torch's native_dropout
+            ctx.scale = None if x.dtype in (torch.float32, torch.float64) else scale
+            mask = _keep_mask(x.shape, p).to(x.dtype)
+            if ctx.scale is None:
+                mask.mul_(scale)
+            ctx.save_for_backward(mask)
+            out = x * mask
+            return out if ctx.scale is None else out.mul_(scale)
 
         @staticmethod
         def backward(ctx, grad):
-            (keep,) = ctx.saved_tensors
-            return grad.mul(keep).mul_(ctx.scale), None
+            (mask,) = ctx.saved_tensors
+            grad = grad * mask
+            return (grad if ctx.scale is None else grad.mul_(ctx.scale)), None
 
     return FastDropoutFunction
 
