@@ -281,3 +281,105 @@ def test_attention_drops_probabilities_and_eval_runs_the_models_own_pass(tmp_pat
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, before)
+
+
+class _Tiny(torch.nn.Module):
+    """An embedding (200 rows) and a linear layer: enough for AdamW's two groups."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(200, 8, padding_idx=0)
+        self.lin = torch.nn.Linear(8, 3)
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, ids):
+        return self.lin(self.emb(ids).mean(dim=1))
+
+
+def _optimizer(model, wd):
+    groups = [{"params": [model.emb.weight, model.lin.weight], "weight_decay": wd},
+              {"params": [model.lin.bias], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-2, fused=True)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))
+
+
+def _ids(step):
+    """Rows 0-29 first, then more and more rows (new rows keep appearing), padding included."""
+    gen = torch.Generator().manual_seed(step)
+    return torch.randint(0, 30 + 6 * step, (4, 5), generator=gen)
+
+
+def _train(model, opt, sched, steps, rows=None, start=0):
+    for step in range(start, start + steps):
+        ids = _ids(step)
+        loss = torch.nn.functional.cross_entropy(model(ids), ids[:, 0] % 3)
+        loss.backward()
+        max_norm = 0.05 if step % 3 == 0 else 100.0  # clipping on some steps
+        if rows is None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        else:
+            rows.densify()
+            rows.clip(list(model.parameters()), max_norm)
+        opt.step()
+        if rows is not None:
+            rows.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_lazy_adamw_matches_adamw_and_resumes(wd):
+    reference = _Tiny()
+    opt, sched = _optimizer(reference, wd)
+    _train(reference, opt, sched, 24)
+
+    model = _Tiny()
+    lazy_opt, lazy_sched = _optimizer(model, wd)
+    rows = sparse_word_grad(model)
+    assert rows.use_lazy_adamw(lazy_opt)
+    _train(model, lazy_opt, lazy_sched, 10, rows)
+    assert rows.lazy  # 30 + 6 * 9 = 84 of 200 rows at most: still under half
+    assert 0 < int(rows.seen.sum()) < 100
+    rows.settle()  # as a checkpoint does
+    saved = {"model": {k: v.clone() for k, v in model.state_dict().items()},
+             "opt": lazy_opt.state_dict(), "sched": lazy_sched.state_dict()}
+
+    resumed = _Tiny()  # a new process: the checkpoint's weights and optimizer state
+    resumed.load_state_dict(saved["model"])
+    opt2, sched2 = _optimizer(resumed, wd)
+    opt2.load_state_dict(saved["opt"])
+    sched2.load_state_dict(saved["sched"])
+    rows2 = sparse_word_grad(resumed)
+    assert rows2.use_lazy_adamw(opt2)
+    torch.testing.assert_close(rows2.seen, rows.seen)  # the seen rows, read from the moments
+    _train(resumed, opt2, sched2, 14, rows2, start=10)
+    assert not rows2.lazy  # over half of the rows seen: back to AdamW's own step
+    rows2.undo()
+    assert not resumed.emb.sparse
+
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    ref_state, state = opt.state[reference.emb.weight], opt2.state[resumed.emb.weight]
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        torch.testing.assert_close(state[key], ref_state[key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_unseen_rows_decay_only_when_settled():
+    model = _Tiny()
+    opt, _ = _optimizer(model, 0.1)
+    rows = sparse_word_grad(model)
+    assert rows.use_lazy_adamw(opt)
+    before = model.emb.weight.detach().clone()
+    model(torch.tensor([[1, 2]])).sum().backward()
+    rows.densify()
+    assert model.emb.weight.grad is None  # AdamW's own step passes the embedding by
+    opt.step()
+    rows.step()
+    unseen = model.emb.weight[5].detach().clone()
+    assert torch.equal(unseen, before[5])  # not touched yet: the decay is pending
+    rows.settle()
+    torch.testing.assert_close(model.emb.weight[5].detach(), before[5] * (1 - 1e-2 * 0.1))
+    assert not torch.equal(model.emb.weight[1].detach(), before[1] * (1 - 1e-2 * 0.1))  # a seen row: AdamW

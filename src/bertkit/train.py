@@ -251,6 +251,8 @@ def fine_tune(train, validation, output, config: TrainConfig, *, label_names: li
     _prepare_data(run, train, validation, label_names)
     _build(run, data_info)
     _resume(run, resume, overwrite)
+    if run.sparse_grad is not None and not run.scaler.is_enabled():  # after the optimizer state is loaded
+        run.sparse_grad.use_lazy_adamw(run.optimizer)  # (fp16's scaler may skip steps: AdamW's own step)
     if accelerator.num_processes > 1:
         run.say(f"Training on {accelerator.num_processes} processes ({accelerator.device.type}): "
                 f"each takes 1/{accelerator.num_processes} of every batch of {run.config.batch_size}.")

@@ -171,45 +171,194 @@ class SparseWordGrad:
 
     A batch of B x T tokens touches at most B*T of the V rows of the word-embedding matrix
     (30,522 for the BERT vocabulary), yet PyTorch's dense embedding backward allocates and
-    zero-fills all V x H floats every step (47 MB for the bundled model), and gradient
-    clipping then reads them all again for the norm and scales them. Here the embedding
-    runs with ``sparse=True`` (autograd returns the used rows only); after the backward
-    pass :meth:`densify` writes those rows into one dense buffer that lives for the whole
-    run (the previous step's rows are zeroed first, so the buffer is exactly the dense
-    gradient) and :meth:`clip` is ``clip_grad_norm_`` with the embedding's norm and scaling
-    taken over the used rows only. AdamW then reads the same dense gradient as before:
-    the maths of the step is unchanged (the sums run in another order, so the last bits of
-    a float may differ). Measured on a CoLA-length step: see benchmarks/README.md.
+    zero-fills all V x H floats every step (47 MB for the bundled model), clipping reads
+    them all for the norm and scales them, and AdamW reads and writes every row of the
+    weight and its two moment buffers. Here the embedding runs with ``sparse=True``
+    (autograd returns the used rows only), :meth:`clip` is ``clip_grad_norm_`` with the
+    embedding's part taken over those rows, and the embedding's AdamW update runs on the
+    rows it changes (:meth:`step`, after :meth:`use_lazy_adamw`):
+
+    * a row whose moments are both zero (no gradient for it yet) is changed by AdamW only
+      through weight decay, ``p *= 1 - lr * wd`` a step: a running product of those factors
+      is kept, and a row is brought up to date when a batch uses it (a forward pre-hook on
+      the embedding, so the forward pass reads the weights AdamW would have made) and by
+      :meth:`settle` before anything else reads the weights (validation, checkpoints,
+      export);
+    * the other rows (every row seen so far: their moments keep moving) go through torch's
+      own fused AdamW kernel, gathered into contiguous tensors and scattered back.
+
+    The moments live in the optimizer's state as torch's AdamW keeps them, so checkpoints
+    and ``--resume`` are unchanged (on resume, the rows with non-zero moments are the seen
+    ones). Once half of the rows have been seen, gathering costs about what it saves, and
+    the embedding goes back to AdamW's own step with a dense gradient (:meth:`densify`
+    fills one buffer that lives for the whole run; the previous step's rows are zeroed
+    first). The maths of the step is unchanged; sums and the decay product run in another
+    order, so the last bits of a float may differ (tests/test_train_fast.py compares with
+    torch's AdamW over many steps).
 
     Single process only (under DDP the gradient exchange would see a sparse tensor), and
     only for an ``nn.Embedding`` whose weight no other module shares (an untied
     classifier); :func:`sparse_word_grad` returns None otherwise.
     """
 
+    #: the share of seen rows at which the embedding goes back to AdamW's dense step
+    LAZY_MAX_SHARE = 0.5
+
     def __init__(self, embedding):
         self.embedding = embedding
         self.weight = embedding.weight
-        self.buffer = None  # (V, H), allocated at the first step
-        self.rows = None    # rows written into the buffer by the last densify, (n,)
+        self.buffer = None   # (V, H) dense gradient, allocated when first needed
+        self.rows = None     # the step's rows, sorted, (n,)
+        self.values = None   # their gradient, (n, H)
+        self.optimizer = self.group = None
+        self.lazy = False    # the embedding's AdamW step runs here (see the class notes)
+        self.seen = None     # (V,) bool: rows with non-zero moments
+        self.seen_rows = None  # their indices, sorted, (m,)
+        self.product = 1.0   # the product of every step's (1 - lr * wd) so far
+        self.synced = None   # (V,) float64: the product an unseen row was last brought up to
+        self.hook = None     # the embedding's forward pre-hook (lazy only)
         embedding.sparse = True
 
+    # ------------------------------------------------------------------ lazy AdamW
+
+    def use_lazy_adamw(self, optimizer) -> bool:
+        """Run the embedding's AdamW update on its changed rows (see the class notes) when
+        ``optimizer`` is a plain ``torch.optim.AdamW`` (no amsgrad, maximize, capturable,
+        differentiable) that holds the weight; its state may come from a checkpoint.
+        Returns whether the lazy update is on."""
+        import torch
+
+        self.optimizer = optimizer
+        self.group = next((g for g in optimizer.param_groups if any(p is self.weight for p in g["params"])), None)
+        plain = (type(optimizer) is torch.optim.AdamW and self.group is not None
+                 and not any(self.group.get(k) for k in ("amsgrad", "maximize", "capturable", "differentiable")))
+        if not plain:
+            self.lazy = False
+            return False
+        state = optimizer.state.get(self.weight, {})
+        if "exp_avg" in state:  # resumed: the rows seen are those with moments
+            self.seen = (state["exp_avg"] != 0).any(dim=1) | (state["exp_avg_sq"] != 0).any(dim=1)
+        else:
+            self.seen = torch.zeros(self.weight.shape[0], dtype=torch.bool, device=self.weight.device)
+        self.seen_rows = self.seen.nonzero().squeeze(1)
+        self.product = 1.0
+        self.synced = torch.ones(len(self.seen), dtype=torch.float64, device=self.weight.device)
+        self.lazy = len(self.seen_rows) < self.LAZY_MAX_SHARE * len(self.seen)
+        if self.lazy:
+            self.hook = self.embedding.register_forward_pre_hook(self._sync_inputs)
+        return self.lazy
+
+    def _sync_inputs(self, module, args) -> None:
+        """Forward pre-hook: the rows of this batch's token ids brought up to date."""
+        import torch
+
+        if self.product != 1.0 and args and torch.is_tensor(args[0]):
+            self._sync_rows(torch.unique(args[0]))
+
+    def _sync_rows(self, rows) -> None:
+        """Apply to the unseen ones among ``rows`` the decay they sat out."""
+        import torch
+
+        if self.product == 1.0 or not len(rows):
+            return
+        rows = rows[~self.seen[rows] & (self.synced[rows] != self.product)]
+        if len(rows):
+            with torch.no_grad():
+                factor = (self.product / self.synced[rows]).to(self.weight.dtype)
+                self.weight[rows] = self.weight[rows] * factor[:, None]
+            self.synced[rows] = self.product
+
+    def _state(self):
+        """The optimizer's state of the weight, created as torch's fused AdamW creates it."""
+        import torch
+
+        state = self.optimizer.state[self.weight]
+        if "exp_avg" not in state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=self.weight.device)
+            state["exp_avg"] = torch.zeros_like(self.weight, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(self.weight, memory_format=torch.preserve_format)
+        return state
+
+    def step(self) -> None:
+        """The embedding's AdamW update for this step (after ``optimizer.step()`` and before
+        the scheduler's, so the same learning rate); a no-op unless lazy."""
+        import torch
+
+        if not self.lazy:
+            return
+        group = self.group
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        state = self._state()
+        weight, seen = self.weight, self.seen
+        with torch.no_grad():
+            if self.rows is not None and len(self.rows):
+                new = self.rows[~seen[self.rows]]
+                if len(new):
+                    self._sync_rows(new)  # (the forward hook has done it already)
+                    seen[new] = True
+                    self.seen_rows = seen.nonzero().squeeze(1)
+            if wd:
+                self.product *= 1.0 - lr * wd  # this step's decay of the unseen rows
+            rows = self.seen_rows
+            state["step"] += 1
+            if len(rows):
+                params = weight.index_select(0, rows)
+                exp_avg = state["exp_avg"].index_select(0, rows)
+                exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
+                grads = torch.zeros_like(params)
+                if self.rows is not None and len(self.rows):
+                    grads[torch.searchsorted(rows, self.rows)] = self.values
+                torch._fused_adamw_([params], [grads], [exp_avg], [exp_avg_sq], [], [state["step"]],
+                                    lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=eps,
+                                    amsgrad=False, maximize=False)
+                weight.index_copy_(0, rows, params)
+                state["exp_avg"].index_copy_(0, rows, exp_avg)
+                state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+        self.rows = self.values = None
+        if len(self.seen_rows) >= self.LAZY_MAX_SHARE * len(seen):
+            self.settle()
+            self.lazy = False  # from the next step on, AdamW's own step on a dense gradient
+            self.hook.remove()
+            self.hook = None
+
+    def settle(self) -> None:
+        """Apply the pending weight decay to the rows not seen yet, so that the weights are
+        what AdamW's own step would have made them (call before anything reads them)."""
+        import torch
+
+        if self.product == 1.0 or self.seen is None or not self.lazy:
+            return
+        with torch.no_grad():
+            factor = torch.where(self.seen, 1.0, self.product / self.synced).to(self.weight.dtype)  # (V,)
+            self.weight.mul_(factor[:, None])
+        self.synced.fill_(self.product)
+
+    # ------------------------------------------------------------------ gradient
+
     def densify(self) -> None:
-        """Turn the weight's sparse gradient (summed over the step's batches) into the dense
-        buffer; a no-op when the weight has no gradient (a frozen encoder)."""
+        """Take the weight's sparse gradient (summed over the step's batches): lazy, keep its
+        rows for :meth:`clip` and :meth:`step` and leave the weight without a gradient (so
+        AdamW's own step passes it by); else write it into the dense buffer. A no-op when
+        the weight has no gradient (a frozen encoder)."""
         import torch
 
         grad = self.weight.grad
         if grad is None or not grad.is_sparse:
-            self.rows = None
+            self.rows = self.values = None
             return
-        grad = grad.coalesce()  # one row per used token id, duplicates summed
+        grad = grad.coalesce()  # one row per used token id, duplicates summed, sorted
         rows, values = grad.indices()[0], grad.values()  # (n,), (n, H)
+        if self.lazy:
+            self.rows, self.values = rows, values
+            self.weight.grad = None
+            return
         if self.buffer is None:
             self.buffer = torch.zeros_like(self.weight)
         elif self.rows is not None:
             self.buffer.index_fill_(0, self.rows, 0.0)
         self.buffer.index_copy_(0, rows, values)
-        self.rows = rows
+        self.rows, self.values = rows, None
         self.weight.grad = self.buffer
 
     def clip(self, parameters, max_norm: float):
@@ -221,7 +370,9 @@ class SparseWordGrad:
 
         grads = [p.grad for p in parameters if p.grad is not None and p is not self.weight]
         norms = [torch.linalg.vector_norm(g) for g in grads]
-        if self.rows is not None:  # read back from the buffer: a GradScaler may have unscaled it
+        if self.values is not None:
+            norms.append(torch.linalg.vector_norm(self.values))
+        elif self.rows is not None:  # read back from the buffer: a GradScaler may have unscaled it
             norms.append(torch.linalg.vector_norm(self.buffer.index_select(0, self.rows)))
         if not norms:
             return torch.tensor(0.0)
@@ -229,14 +380,21 @@ class SparseWordGrad:
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         for g in grads:
             g.mul_(coef)
-        if self.rows is not None:
+        if self.values is not None:
+            self.values.mul_(coef)
+        elif self.rows is not None:
             self.buffer[self.rows] = self.buffer[self.rows] * coef
         return total
 
     def undo(self) -> None:
-        """The embedding back to dense gradients (the model handed back runs as loaded)."""
+        """Settle the weights and give the embedding back its dense gradients (the model
+        handed back runs as loaded)."""
+        self.settle()
+        if self.hook is not None:
+            self.hook.remove()
         self.embedding.sparse = False
-        self.buffer = self.rows = None
+        self.lazy = False
+        self.buffer = self.rows = self.values = self.seen = self.seen_rows = self.synced = self.hook = None
 
 
 def sparse_word_grad(model, num_processes: int = 1):

@@ -198,6 +198,8 @@ def train_step(run, batch: dict) -> torch.Tensor:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         scale = run.scaler.get_scale()
         run.scaler.step(run.optimizer)
+        if run.sparse_grad is not None:  # the word-embedding rows' AdamW step, same lr (train_fast)
+            run.sparse_grad.step()
         run.scaler.update()
         if run.scaler.get_scale() >= scale:  # fp16: a step skipped for inf gradients keeps its lr
             run.scheduler.step()
@@ -258,6 +260,7 @@ def _validate(run, epoch: int, row: dict, *, epoch_end: bool = True) -> bool:
     the epoch as bad for early stopping unless it, or a validation inside it, improved."""
     state = run.state
     task = run.config.task
+    settle(run)
     val_loss, metrics = evaluate(run.model, run.val_loader, run.accelerator, run.y_val, run.labels,
                                  task=task, threshold=run.config.threshold, autocast=run.autocast)
     row["val_loss"] = val_loss
@@ -336,6 +339,7 @@ def checkpoint(run) -> None:
     then renamed over the old one, so a kill never leaves a broken checkpoint."""
     acc, is_main = run.accelerator, run.is_main
     _fold_window(run)  # the state saved holds the whole window so far
+    settle(run)
     tmp = run.ckpt_dir / ".last.partial"
     if is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -352,8 +356,16 @@ def checkpoint(run) -> None:
     acc.wait_for_everyone()
 
 
+def settle(run) -> None:
+    """Bring weights that are updated lazily up to date (:meth:`bertkit.train_fast.SparseWordGrad.settle`)
+    before anything reads them."""
+    if run.sparse_grad is not None:
+        run.sparse_grad.settle()
+
+
 def save_best(run) -> None:
     """Save the current weights as ``checkpoints/best`` (save_pretrained, then rename)."""
+    settle(run)
     if run.is_main:
         tmp = run.ckpt_dir / ".best.partial"
         shutil.rmtree(tmp, ignore_errors=True)
