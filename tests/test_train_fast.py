@@ -1,5 +1,7 @@
-"""The [CLS]-only last layer used in training (bertkit.train_fast): same logits and the
-same gradients as the Hugging Face forward, used by training, undone afterwards."""
+"""The training fast paths (bertkit.train_fast) against the plain Hugging Face step: the
+[CLS]-only last layer (same logits and gradients), the word-embedding gradient and AdamW
+by rows (same gradients, clipping and updates), the dropout masks (rates, maths, seeding);
+each used by training and undone afterwards."""
 
 import json
 from pathlib import Path
@@ -158,45 +160,6 @@ def test_training_with_rows_matches_dense_training(tiny_model_dir, tmp_path, mon
     assert set(rows) == set(dense)
     for name in dense:  # same maths; only the order of float sums differs
         torch.testing.assert_close(rows[name], dense[name], rtol=1e-4, atol=1e-5, msg=name)
-
-
-_FAULTS = """
-import ctypes, resource, sys
-from bertkit.train_fast import reuse_large_blocks
-if sys.argv[1] == "reuse":
-    assert reuse_large_blocks()
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-n = 44_000_000  # a 44 MB block, over glibc's largest default heap block
-def faults_of_one_big_block():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    p = libc.malloc(n)
-    ctypes.memset(p, 0, n)
-    libc.free(ctypes.c_void_p(p))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-faults_of_one_big_block()
-print(faults_of_one_big_block())
-"""
-
-
-def test_large_blocks_are_reused_without_page_faults():
-    """In a fresh process (as `bertkit train` sets it; the test process's heap, shaped by every
-    earlier test, decides by itself where a block lands): with the setting, a second 44 MB
-    malloc reuses the first one's pages; without it, each is mmapped and faulted afresh.
-    (torch's own 64-byte-aligned blocks do not always get this reuse: see the docstring.)"""
-    import platform
-    import subprocess
-    import sys
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc only")
-
-    def faults(mode):
-        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.split()[-1])
-
-    assert faults("reuse") < 1000
-    assert faults("default") > 5000  # ~10,700 pages
 
 
 # ------------------------------------------------------------------ dropout masks

@@ -132,40 +132,6 @@ def undo_cls_only(model) -> None:
         del layer._bertkit_full_forward, layer._bertkit_force_cls
 
 
-#: glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def reuse_large_blocks(mmap_mb: int = 64, trim_mb: int = 128) -> bool:
-    """Let glibc's malloc keep freed blocks of up to ``mmap_mb`` MB for reuse (process-wide).
-
-    By default glibc serves a block over 32 MB with a fresh ``mmap`` and gives it back on
-    ``free``; the word-embedding gradient of a BERT classifier (30,522 x 384 floats, 47 MB
-    for the bundled model) is such a block, allocated and zero-filled every step, so every
-    step page-faults 11,400 fresh pages (~6% of a CoLA training step's CPU time, measured
-    on a 2-core EPYC). Served from the heap, the same pages are reused. Blocks up to 32 MB
-    already go to the heap after the first free (glibc's dynamic threshold), so this adds
-    about one such block to the resident memory. Returns False where it does not apply
-    (not glibc).
-
-    Caveat (measured 2026-11-23, same EPYC): in a fresh process, torch's allocations, which
-    glibc serves through ``posix_memalign``, were not always reused; 44 MB ``torch.zeros``
-    blocks page-faulted afresh on most calls with or without this setting, while plain
-    ``malloc`` blocks were reused. The 1.06x above was measured in training runs; whether
-    it holds in every heap state is open.
-    """
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_mb << 20) and libc.mallopt(_M_TRIM_THRESHOLD, trim_mb << 20))
-    except (OSError, AttributeError):
-        return False
-
-
 class SparseWordGrad:
     """The word-embedding gradient as the rows a batch used, not a dense (V, H) matrix.
 

@@ -169,11 +169,6 @@ def train_command(ctx, config_file, progress, as_json, lr_find, **_):
     if lr_find:
         return _lr_find(given, config_file, progress, as_json)
     try:
-        from ..train_fast import reuse_large_blocks
-
-        # A process-wide malloc setting (no page faults for the 47 MB embedding gradient
-        # each step, ~6% of a step): set in the CLI's own process, never by the library.
-        reuse_large_blocks()
         clf = Classifier.train(config=config_file, progress=progress, **given)
     except KeyboardInterrupt:
         click.echo("Training interrupted; run the same command with --resume to continue from "
