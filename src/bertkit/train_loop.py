@@ -188,7 +188,7 @@ def train_step(run, batch: dict) -> torch.Tensor:
             run.scaler.scale(part_loss / config.grad_accum).backward()
         loss = part_loss.detach() if loss is None else loss + part_loss.detach()
     if step_ends:
-        if run.sparse_grad is not None:  # the word-embedding rows into their dense gradient
+        if run.sparse_grad is not None:  # the word-embedding gradient's rows, summed over the step (train_fast)
             run.sparse_grad.densify()
         if config.grad_clip > 0:
             run.scaler.unscale_(run.optimizer)
