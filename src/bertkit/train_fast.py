@@ -487,14 +487,17 @@ def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, 
         return own(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, h, Tq, Tk)
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask
-    probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None  # (B, Tq, h, d)
+    # in the inputs' dtype, as SDPA's one operator runs (under bf16 autocast, a float32
+    # softmax would keep float32 probabilities and masks of (B, h, T, T) for the backward)
+    with torch.autocast(query.device.type, enabled=False):
+        scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, h, Tq, Tk)
+        if attention_mask is not None:
+            if attention_mask.dtype == torch.bool:
+                scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+            else:
+                scores = scores + attention_mask.to(scores.dtype)
+        probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
+        return torch.matmul(probs, value).transpose(1, 2).contiguous(), None  # (B, Tq, h, d)
 
 
 def use_fast_dropout(model) -> bool:
