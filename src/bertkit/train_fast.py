@@ -388,7 +388,7 @@ def sparse_word_grad(model, num_processes: int = 1):
 # One 32-bit draw gives two mask elements here: its two 16-bit halves, each cut to 15
 # uniform bits (torch's int32 random_ is uniform on [0, 2**31)) and compared with one
 # threshold. Drop rate: the nearest multiple of 2**-15 to p (0.1 -> 0.1000061); kept
-# elements are scaled by 1 / (1 - p) and the backward uses the same float mask, as torch's
+# elements are scaled by 1 / (1 - p) and the backward uses the same bool mask, as torch's
 # native_dropout does; masks come from torch's default generator, so seeding works as before.
 
 
@@ -400,7 +400,7 @@ def _keep_mask(shape, p: float):
     for size in shape:
         n *= size
     draws = torch.empty((n + 1) // 2, dtype=torch.int32).random_()   # uniform on [0, 2**31)
-    halves = torch.bitwise_and(draws.view(torch.int16), 0x7FFF)       # 2 per draw, 15 bits each
+    halves = draws.view(torch.int16).bitwise_and_(0x7FFF)             # 2 per draw, 15 bits each (in place)
     return (halves >= round(p * 32768))[:n].view(shape)
 
 
@@ -408,27 +408,21 @@ def _dropout_function():
     import torch
 
     class FastDropoutFunction(torch.autograd.Function):
-        """``x * keep / (1 - p)``; the backward multiplies the gradient by the same mask
-        (torch's native_dropout maths)."""
+        """``x * keep / (1 - p)``; the backward scales the gradient by the same mask. Both
+        through torch's ``native_dropout_backward`` kernel (``x * keep * scale``), with the
+        bool mask kept as torch's ``native_dropout`` keeps it (1 byte an element)."""
 
         @staticmethod
         def forward(ctx, x, p):
-            scale = 1.0 / (1.0 - p)
-            # fp32: the scale folded into the mask; bf16/fp16 would round it (1.111 -> 1.109),
-            # so there the 0/1 mask and the scale go separately, as in torch's native_dropout
-            ctx.scale = None if x.dtype in (torch.float32, torch.float64) else scale
-            mask = _keep_mask(x.shape, p).to(x.dtype)
-            if ctx.scale is None:
-                mask.mul_(scale)
-            ctx.save_for_backward(mask)
-            out = x * mask
-            return out if ctx.scale is None else out.mul_(scale)
+            keep = _keep_mask(x.shape, p)
+            ctx.scale = 1.0 / (1.0 - p)
+            ctx.save_for_backward(keep)
+            return torch.ops.aten.native_dropout_backward(x, keep, ctx.scale)
 
         @staticmethod
         def backward(ctx, grad):
-            (mask,) = ctx.saved_tensors
-            grad = grad * mask
-            return (grad if ctx.scale is None else grad.mul_(ctx.scale)), None
+            (keep,) = ctx.saved_tensors
+            return torch.ops.aten.native_dropout_backward(grad, keep, ctx.scale), None
 
     return FastDropoutFunction
 
