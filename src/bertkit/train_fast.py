@@ -7,7 +7,8 @@ and records which in training_args.json, and the model handed back runs as loade
 * :func:`cls_only_last_layer` -- the last layer computes the [CLS] row only (below);
 * :func:`sparse_word_grad` -- the word-embedding gradient as the rows a batch used
   (:class:`SparseWordGrad`);
-* :func:`use_fast_dropout` -- dropout masks drawn two per random number (:func:`fast_dropout`).
+* :func:`use_fast_dropout` -- dropout masks drawn two per random number (:func:`fast_dropout`;
+  the one change to the maths: the drop rate is p to within 2**-15).
 
 [CLS]-only last layer.
 
