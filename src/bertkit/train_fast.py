@@ -89,8 +89,6 @@ def cls_only_last_layer(model) -> bool:
         True when the pass is in use: the model is supported and, on a random batch with
         padding, its logits matched the model's own forward (rtol 1e-4, atol 1e-5).
     """
-    import torch
-
     if not _supported(model):
         return False
     layer = model.bert.encoder.layer[-1]
@@ -99,24 +97,10 @@ def cls_only_last_layer(model) -> bool:
     layer._bertkit_full_forward = layer.forward
     layer._bertkit_force_cls = False
     layer.forward = types.MethodType(_cls_forward, layer)
-    was_training = model.training
-    try:
-        model.eval()
-        gen = torch.Generator().manual_seed(0)
-        device = next(model.parameters()).device
-        ids = torch.randint(1, model.config.vocab_size, (3, 9), generator=gen).to(device)
-        mask = torch.ones_like(ids)
-        mask[1, 5:] = 0  # padding, so the mask path is checked too
-        with torch.no_grad():
-            full = model(input_ids=ids, attention_mask=mask).logits
-            layer._bertkit_force_cls = True
-            fast = model(input_ids=ids, attention_mask=mask).logits
-        ok = fast.shape == full.shape and torch.allclose(fast, full, rtol=1e-4, atol=1e-5)
-    except Exception:  # an attribute a newer transformers renamed: keep the model's own pass
-        ok = False
+    try:  # the row-0 pass, forced on in eval mode, must give the model's own logits
+        ok = _same_eval_logits(model, lambda: setattr(layer, "_bertkit_force_cls", True))
     finally:
         layer._bertkit_force_cls = False
-        model.train(was_training)
     if not ok:
         undo_cls_only(model)
     return ok
